@@ -1,0 +1,133 @@
+"""The named GDFRNet configurations: every network the paper reports, as data.
+
+This table is the single source of truth for variant names, their architecture
+knobs and their one-line descriptions. The model builder, the CLI, the recipes'
+validation, the TUI and the report all read it from here.
+
+Each entry is a dict of `GDFRNet` keyword arguments (merged over `DEFAULTS`)
+plus a `description`. Where a knob is absent the paper's GDFRNet value applies.
+"""
+
+from __future__ import annotations
+
+# The paper's GDFRNet (Table 9 net5): ResNet-34 layout, FRRB with FRM at
+# position C, two-level feature optimization branch, FGCM layout A, r=32, k=4.
+DEFAULTS: dict = dict(
+    stem="3x3",
+    depths=(3, 4, 6, 3),
+    widths=(64, 128, 256, 512),
+    frm=True,
+    frm_position="C",
+    reduction=32,
+    upsample="transposed",
+    upsample_kernel=4,
+    frm_downsample="depthwise",
+    branch_depth=2,
+    fgcm_layout="A",
+    fom_similarity="global",
+)
+
+_NET5 = "GDFRNet as published: FRRB (FRM at C) + 2-level FGCM/FOM branch"
+
+VARIANTS: dict[str, dict] = {
+    "gdfrnet": dict(description=_NET5),
+    # Table 9: the ablation ladder.
+    "net1": dict(
+        stem="7x7", frm=False, branch_depth=0,
+        description="ResNet-34 baseline: 7x7 stride-2 stem + max-pool, plain blocks",
+    ),
+    "net2": dict(
+        frm=False, branch_depth=0,
+        description="CIFAR ResNet-34: 3x3 stem, no max-pool, plain blocks",
+    ),
+    "net3": dict(branch_depth=0, description="net2 + FRRB (FRM at C), no branch"),
+    "net4": dict(frm=False, description="net2 + feature optimization branch, plain blocks"),
+    "net5": dict(description=_NET5 + " (= gdfrnet)"),
+    # Section 1.2 / Table 8 reconciliation: the dense reading of FRM's down-sampling.
+    "gdfrnet-dense": dict(
+        frm_downsample="dense",
+        description="GDFRNet with a full 3x3 stride-2 conv in FRM (the reading that matches Table 8)",
+    ),
+    # Section 2.2.3 / Fig. 10: bilinear instead of transposed-conv up-sampling.
+    "bilinear": dict(upsample="bilinear", description="GDFRNet with bilinear up-sampling in FRM (Fig. 10 net1)"),
+    # FOM option: per-pixel similarity refinement (documented deviation, not in the paper).
+    "fom-local": dict(
+        fom_similarity="local",
+        description="GDFRNet with a per-pixel (CBAM-style) FOM refinement instead of eqs. 25-28",
+    ),
+    # The test/smoke model: every module, narrow and shallow.
+    "tiny": dict(
+        depths=(1, 1, 1, 1), widths=(16, 32, 64, 128), reduction=8,
+        description="narrow, shallow GDFRNet with every module (~0.8 M params) for tests and smoke runs",
+    ),
+}
+
+# Table 3: transposed-conv kernel k (stride 2, padding (k-2)/2).
+for _k in (2, 4, 6, 8, 10):
+    VARIANTS[f"tconv-k{_k}"] = dict(
+        upsample_kernel=_k,
+        description=f"GDFRNet with FRM transposed conv k={_k}, s=2, p={(_k - 2) // 2} (Table 3 scheme {_k // 2})",
+    )
+
+# Table 4: FRM position inside the residual block.
+_FRM_POSITIONS = {
+    "A": "before the block's first conv",
+    "B": "after the first conv-BN-ReLU",
+    "C": "after the second conv-BN, before the add (paper's choice)",
+    "D": "on the shortcut path",
+}
+for _p, _where in _FRM_POSITIONS.items():
+    VARIANTS[f"frm-{_p.lower()}"] = dict(
+        frm_position=_p, description=f"Table 4 scheme {_p}: FRM {_where}"
+    )
+
+# Table 5: FGCM layout in the branch.
+_FGCM_LAYOUTS = {
+    "A": "FGCM before both FOMs (paper's choice)",
+    "B": "FGCM only before the first FOM",
+    "C": "FGCM only before the second FOM",
+    "D": "FGCM before both FOMs and on the stage-3 down-sampling path",
+}
+for _p, _what in _FGCM_LAYOUTS.items():
+    VARIANTS[f"fgcm-{_p.lower()}"] = dict(
+        fgcm_layout=_p, description=f"Table 5 scheme {_p}: {_what}"
+    )
+
+# Table 6: number of FGCM+FOM levels in the branch.
+for _d, _p in enumerate("ABCD"):
+    VARIANTS[f"branch-{_p.lower()}"] = dict(
+        branch_depth=_d,
+        description=f"Table 6 scheme {_p}: {_d} FGCM+FOM level{'s' if _d != 1 else ''}"
+        + (" (no branch, = net3)" if _d == 0 else " (paper's choice)" if _d == 2 else ""),
+    )
+
+# Fig. 8: attention reduction ratio r.
+for _r in (2, 4, 8, 16, 32):
+    VARIANTS[f"r{_r}"] = dict(
+        reduction=_r, description=f"GDFRNet with FRM reduction r={_r} (Fig. 8)"
+    )
+
+
+def list_variants() -> dict[str, str]:
+    """Every named variant with its one-line description, in table order."""
+    return {name: spec["description"] for name, spec in VARIANTS.items()}
+
+
+def variant_config(name: str) -> dict:
+    """The full `GDFRNet` keyword arguments of a named variant.
+
+    Raises:
+        ValueError: for an unknown name, listing the close matches.
+    """
+    if name not in VARIANTS:
+        import difflib
+
+        close = difflib.get_close_matches(name, VARIANTS, n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(
+            f"Unknown GDFRNet variant {name!r}.{hint} "
+            f"Known variants: {', '.join(VARIANTS)}. Received: variant={name!r}"
+        )
+    config = dict(DEFAULTS)
+    config.update({k: v for k, v in VARIANTS[name].items() if k != "description"})
+    return config

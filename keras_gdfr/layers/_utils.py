@@ -1,0 +1,92 @@
+"""Small helpers shared by the paper's layers: data-format axes and PyTorch-style padding."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+def resolve_data_format(data_format: str | None) -> str:
+    """`data_format` or, when None, Keras's global `image_data_format()`."""
+    data_format = data_format or keras.config.image_data_format()
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError(
+            "data_format must be 'channels_last' or 'channels_first'. "
+            f"Received: data_format={data_format!r}"
+        )
+    return data_format
+
+
+def channel_axis(data_format: str) -> int:
+    return -1 if data_format == "channels_last" else 1
+
+
+def spatial_axes(data_format: str) -> tuple[int, int]:
+    """The (height, width) axes of a rank-4 tensor."""
+    return (1, 2) if data_format == "channels_last" else (2, 3)
+
+
+def spatial_size(shape, data_format: str) -> tuple:
+    h_axis, w_axis = spatial_axes(data_format)
+    return shape[h_axis], shape[w_axis]
+
+
+def channels_of(shape, data_format: str) -> int:
+    return shape[channel_axis(data_format)]
+
+
+def with_channels(shape, channels: int, data_format: str) -> tuple:
+    """`shape` with its channel dimension replaced."""
+    shape = list(shape)
+    shape[channel_axis(data_format)] = channels
+    return tuple(shape)
+
+
+def with_spatial(shape, height, width, data_format: str) -> tuple:
+    """`shape` with its spatial dimensions replaced."""
+    shape = list(shape)
+    h_axis, w_axis = spatial_axes(data_format)
+    shape[h_axis], shape[w_axis] = height, width
+    return tuple(shape)
+
+
+def strided_size(size, kernel: int, stride: int, pad: int):
+    """Output length of a convolution with symmetric `pad`, as in PyTorch."""
+    if size is None:
+        return None
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+def pad_spatial(x, pad: int, data_format: str):
+    """Zero-pad both spatial dims by `pad` on each side.
+
+    Keras's `padding="same"` with stride 2 pads only at the end for even sizes;
+    PyTorch (the paper's framework) pads both sides. Padding explicitly and then
+    convolving with `padding="valid"` reproduces PyTorch's sampling grid.
+    """
+    if pad == 0:
+        return x
+    widths = [[0, 0], [pad, pad], [pad, pad], [0, 0]]
+    if data_format == "channels_first":
+        widths = [[0, 0], [0, 0], [pad, pad], [pad, pad]]
+    return ops.pad(x, widths)
+
+
+def batch_norm(data_format: str, name: str) -> keras.layers.BatchNormalization:
+    """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here, eps 1e-5)."""
+    return keras.layers.BatchNormalization(
+        axis=channel_axis(data_format), momentum=0.9, epsilon=1e-5, name=name
+    )
+
+
+def build_sublayer(layer: keras.layers.Layer, input_shape) -> tuple:
+    """Build `layer` for `input_shape` and return its output shape."""
+    layer.build(input_shape)
+    return tuple(layer.compute_output_shape(input_shape))
+
+
+def padded_shape(shape, pad: int, data_format: str) -> tuple:
+    """`shape` after `pad_spatial(x, pad)` (unknown sizes stay unknown)."""
+    height, width = spatial_size(shape, data_format)
+    grow = lambda size: None if size is None else size + 2 * pad  # noqa: E731
+    return with_spatial(shape, grow(height), grow(width), data_format)

@@ -1,0 +1,64 @@
+"""The same weights give the same outputs on torch, tensorflow and jax, and in both data formats."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_gdfr import GDFRNet
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# `tiny` holds every module: stem, FRRB with FRM, FGCM, FOM, the separable down-sampling path.
+VARIANT = "tiny"
+
+
+def _randomise_batchnorm(model, rng):
+    for weight in model.weights:
+        if "moving_mean" in weight.path:
+            weight.assign(rng.normal(0, 0.1, weight.shape).astype("float32"))
+        elif "moving_variance" in weight.path:
+            weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype("float32"))
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("backends")
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(0)
+    model = GDFRNet(VARIANT, input_shape=(32, 32, 3), num_classes=10)
+    _randomise_batchnorm(model, rng)
+    images = rng.random((4, 32, 32, 3), dtype="float32")
+    np.save(tmp / "inputs.npy", images)
+    model.save_weights(tmp / "model.weights.h5")
+    reference = keras.ops.convert_to_numpy(model(images, training=False))
+    return tmp, reference
+
+
+def _run(tmp, backend, data_format):
+    output = tmp / f"out-{backend}-{data_format}.npy"
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO)}
+    subprocess.run(
+        [sys.executable, "-m", "tests.helpers.run_tiny", str(tmp / "model.weights.h5"),
+         str(tmp / "inputs.npy"), str(output), data_format, VARIANT],
+        check=True, env=env, cwd=REPO, capture_output=True, timeout=600,
+    )
+    return np.load(output)
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow", "jax"])
+def test_same_outputs_on_every_backend(saved_model, backend):
+    tmp, reference = saved_model
+    np.testing.assert_allclose(_run(tmp, backend, "channels_last"), reference, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_channels_first_matches_channels_last(saved_model, backend):
+    # TensorFlow's CPU kernels do not implement NCHW convolutions; torch and jax do.
+    tmp, reference = saved_model
+    np.testing.assert_allclose(_run(tmp, backend, "channels_first"), reference, atol=1e-4, rtol=1e-4)

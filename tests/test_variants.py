@@ -1,0 +1,91 @@
+"""Every named variant builds, runs forward at 32, 256 and 224 px (odd 7x7 maps), and is counted."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+import keras_gdfr
+from keras_gdfr import GDFRNet, count_variant, list_variants, variant_config
+from keras_gdfr.variants import DEFAULTS, VARIANTS
+
+# Narrow and shallow: every variant's own structure (stem, FRM placement, k, r,
+# branch depth, FGCM layout ...) but widths that run in milliseconds.
+NARROW = dict(depths=(1, 1, 1, 1), widths=(8, 16, 16, 32))
+
+
+def test_list_variants_names_every_paper_variant():
+    names = list_variants()
+    expected = {"gdfrnet", "net1", "net2", "net3", "net4", "net5", "gdfrnet-dense", "tiny", "bilinear"}
+    expected |= {f"frm-{p}" for p in "abcd"} | {f"fgcm-{p}" for p in "abcd"} | {f"branch-{p}" for p in "abcd"}
+    expected |= {f"tconv-k{k}" for k in (2, 4, 6, 8, 10)} | {f"r{r}" for r in (2, 4, 8, 16, 32)}
+    assert expected <= set(names)
+    assert all(isinstance(d, str) and d for d in names.values())
+    assert keras_gdfr.list_variants is list_variants
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("size", [32, 256, 224])
+def test_every_variant_forward_shape(variant, size):
+    model = GDFRNet(variant, input_shape=(size, size, 3), num_classes=7, **NARROW)
+    images = np.random.default_rng(0).random((2, size, size, 3), dtype="float32")
+    logits = keras.ops.convert_to_numpy(model(images, training=False))
+    assert logits.shape == (2, 7)
+    assert np.all(np.isfinite(logits))
+
+
+def test_224_gives_7x7_stage4_maps_and_branch_matches_them():
+    model = GDFRNet("gdfrnet", input_shape=(224, 224, 3), num_classes=10, stem="7x7", **NARROW)
+    assert model.get_layer("stage4_block1").output.shape[1:3] == (7, 7)
+    assert model.get_layer("branch_down3").output.shape[1:3] == (7, 7)
+    assert model.get_layer("branch1_fom").output.shape[1:3] == (56, 56)
+
+
+def test_odd_input_size_keeps_every_map_consistent():
+    model = GDFRNet("branch-d", input_shape=(33, 35, 3), num_classes=3, **NARROW)
+    assert model.get_layer("stage1_block1").output.shape[1:3] == (33, 35)
+    assert model.get_layer("stage4_block1").output.shape[1:3] == (5, 5)
+    out = model(np.zeros((1, 33, 35, 3), "float32"))
+    assert tuple(out.shape) == (1, 3)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_full_width_variant_builds_and_counts(variant):
+    count = count_variant(variant, image_size=32, num_classes=10)
+    assert count.params > 0 and count.macs > 0
+    assert count.params == sum(row.params for row in count.layers)
+
+
+def test_variants_differ_only_in_their_knob():
+    net5 = variant_config("net5")
+    assert net5 == variant_config("gdfrnet") == {**DEFAULTS}
+    assert variant_config("net1") == {**DEFAULTS, "stem": "7x7", "frm": False, "branch_depth": 0}
+    assert variant_config("net3") == {**DEFAULTS, "branch_depth": 0}
+    assert variant_config("branch-a") == variant_config("net3")
+    assert variant_config("r8") == {**DEFAULTS, "reduction": 8}
+    assert variant_config("tconv-k6") == {**DEFAULTS, "upsample_kernel": 6}
+
+
+def test_layer_classes_follow_the_variant():
+    net2 = GDFRNet("net2", input_shape=(32, 32, 3), **NARROW)
+    net3 = GDFRNet("net3", input_shape=(32, 32, 3), **NARROW)
+    assert type(net2.get_layer("stage1_block1")).__name__ == "ResidualBlock"
+    assert type(net3.get_layer("stage1_block1")).__name__ == "FRRB"
+    assert not any(layer.name.startswith("branch") for layer in net3.layers)
+    gdfr = GDFRNet("gdfrnet", input_shape=(32, 32, 3), **NARROW)
+    names = {layer.name for layer in gdfr.layers}
+    assert {"branch1_fgcm", "branch1_fom", "branch2_fgcm", "branch2_fom", "branch_merge"} <= names
+    layout_c = {layer.name for layer in GDFRNet("fgcm-c", input_shape=(32, 32, 3), **NARROW).layers}
+    assert "branch1_fgcm" not in layout_c and "branch2_fgcm" in layout_c
+
+
+def test_unknown_variant_and_bad_knobs_are_named():
+    with pytest.raises(ValueError, match=r"Unknown GDFRNet variant 'net6'.*Did you mean"):
+        GDFRNet("net6")
+    with pytest.raises(ValueError, match=r"Unknown GDFRNet option\(s\) \['reductoin'\]"):
+        GDFRNet("tiny", reductoin=4)
+    with pytest.raises(ValueError, match=r"branch_depth must be 0-3. Received: branch_depth=4"):
+        GDFRNet("tiny", branch_depth=4)
+    with pytest.raises(ValueError, match=r"upsample_kernel must be an even integer"):
+        GDFRNet("tiny", upsample_kernel=3)

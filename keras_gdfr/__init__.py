@@ -4,13 +4,36 @@
 >>> model = keras_gdfr.GDFRNet(input_shape=(32, 32, 3), num_classes=10)
 >>> keras_gdfr.list_variants()["net3"]
 'net2 + FRRB (FRM at C), no branch'
+
+The Keras-dependent names load on first use, so that `keras_gdfr.variants`,
+`keras_gdfr.training.recipe` and the CLI's help stay Keras-free (fast, and the
+backend can still be chosen after import).
 """
 
-from keras_gdfr import layers
-from keras_gdfr.counting import count_model, count_variant
-from keras_gdfr.models import GDFRNet
 from keras_gdfr.variants import VARIANTS, list_variants, variant_config
 
 __version__ = "0.1.0"
 
-__all__ = ["GDFRNet", "VARIANTS", "count_model", "count_variant", "layers", "list_variants", "variant_config"]
+_LAZY = {
+    "GDFRNet": ("keras_gdfr.models", "GDFRNet"),
+    "count_model": ("keras_gdfr.counting", "count_model"),
+    "count_variant": ("keras_gdfr.counting", "count_variant"),
+    "layers": ("keras_gdfr.layers", None),
+    "load_model": ("keras_gdfr.saving", "load_model"),
+}
+
+__all__ = [
+    "GDFRNet", "VARIANTS", "count_model", "count_variant", "layers", "list_variants", "load_model", "variant_config",
+]
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'keras_gdfr' has no attribute {name!r}")
+    import importlib
+
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value

@@ -11,7 +11,18 @@ def main() -> None:
     """Train, evaluate, benchmark and report on GDFRNet (keras-gdfr)."""
 
 
-# Commands are registered below by the modules that own them.
+# Commands are registered below by the modules that own them (click only at import;
+# keras and the data stack load inside the command bodies).
+
+from keras_gdfr.training.commands import eval_command, info, recipes, train  # noqa: E402
+
+for _command in (train, eval_command, info, recipes):
+    main.add_command(_command)
+
+from keras_gdfr.report.cli import report, sweep, viz  # noqa: E402  (click only; heavy imports in the bodies)
+
+for _command in (report, viz, sweep):
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()

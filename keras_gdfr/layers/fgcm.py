@@ -24,9 +24,11 @@ def log_kernel(size: int = 5, sigma: float = 1.0) -> np.ndarray:
     """The fixed Laplacian-of-Gaussian kernel L * G of eq. 22, `(size + 2)` square.
 
     Applying it once equals applying the Gaussian then the 8-neighbour
-    Laplacian with zero padding (both kernels are symmetric, so convolution and
-    the conv layers' cross-correlation agree). Its entries sum to 0, so it
-    answers 0 to a constant input away from the borders.
+    Laplacian (both kernels are symmetric, so convolution and the conv layers'
+    cross-correlation agree) everywhere but the outermost one-pixel ring: with
+    zero padding, the two-step version's Laplacian sees zeros outside the
+    image where the single kernel sees the Gaussian's spill. Its entries sum to
+    0, so it answers 0 to a constant input 3 or more pixels from the borders.
     """
     gauss = gaussian_kernel(size, sigma)
     out = np.zeros((size + 2, size + 2))

@@ -1,0 +1,239 @@
+"""`gdfr train`, `gdfr eval`, `gdfr info`, `gdfr recipes`.
+
+Bad input (recipe, flags, data, checkpoints) ends in one line on stderr that
+names it and a non-zero exit (2 for a bad recipe or flag, 1 for data and run
+failures), never a traceback; nothing already saved is touched.
+Keras is imported inside the commands, after the backend is settled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+
+import click
+
+BACKENDS = ("torch", "tensorflow", "jax")
+
+
+def _fail(message: str, code: int = 1):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _ensure_backend(backend: str) -> None:
+    """Re-run this command under `backend` when the recipe asks for another one than KERAS_BACKEND."""
+    current = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if not backend or backend == current:
+        return
+    if "keras" in sys.modules and os.environ.get("GDFR_BACKEND_SWITCHED"):
+        _fail(f"could not switch the Keras backend to {backend!r} (KERAS_BACKEND={current!r})")
+    env = {**os.environ, "KERAS_BACKEND": backend, "GDFR_BACKEND_SWITCHED": "1"}
+    os.execve(sys.executable, [sys.executable, "-m", "keras_gdfr.cli", *sys.argv[1:]], env)
+
+
+def _load_recipe(recipe_path, **kwargs):
+    from keras_gdfr.training.recipe import RecipeError, load_recipe
+
+    try:
+        return load_recipe(recipe_path, **kwargs)
+    except RecipeError as error:
+        _fail(str(error), 2)
+
+
+def _recipe_from_run(run_dir: pathlib.Path):
+    from keras_gdfr.training.recipe import Recipe, RecipeError
+
+    path = run_dir / "recipe.json"
+    if not path.is_file():
+        _fail(f"{run_dir}: not a run directory (no recipe.json)", 2)
+    try:
+        return Recipe.from_dict(json.loads(path.read_text()), origin=str(path))
+    except json.JSONDecodeError as error:
+        _fail(f"{path}: not valid JSON ({error})", 2)
+    except RecipeError as error:
+        _fail(str(error), 2)
+
+
+# ---------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("recipe", required=False)
+@click.option("--variant", help="Model variant (see `gdfr recipes`); overrides model.variant.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any recipe key, e.g. train.lr=0.05 (repeatable).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs; the milestones scale proportionally.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Batch size (train.batch_size).")
+@click.option("--data", help="Offline data: an ImageFolder dir or .zip, the official archive folder, or a tfds data_dir.")
+@click.option("--limit-train", type=click.IntRange(min=0), help="Use a deterministic class-balanced subset of N training images.")
+@click.option("--limit-test", type=click.IntRange(min=0), help="Use a deterministic class-balanced subset of N test images.")
+@click.option("--run-dir", type=click.Path(file_okay=False), help="The run directory to create (default: runs/<dataset>-<variant>-<time>).")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Continue the run in this directory from its last checkpoint.")
+def train(recipe, variant, sets, epochs, batch_size, data, limit_train, limit_test, run_dir, resume_dir):
+    """Train a variant on a recipe's dataset with the paper's schedule.
+
+    RECIPE is a .toml file or a recipe name (cifar10, cifar100, svhn, gtsrb,
+    imagenette, imagewoof). With --resume, the recipe is read from the run.
+    """
+    if resume_dir:
+        changed = [flag for flag, value in (("RECIPE", recipe), ("--variant", variant), ("--set", sets),
+                   ("--epochs", epochs), ("--batch-size", batch_size), ("--data", data),
+                   ("--limit-train", limit_train), ("--limit-test", limit_test), ("--run-dir", run_dir)) if value]
+        if changed:
+            _fail(f"--resume continues a run with its own recipe; drop {', '.join(changed)}", 2)
+        run_path = pathlib.Path(resume_dir)
+        if not run_path.is_dir():
+            _fail(f"--resume {resume_dir}: no such run directory", 2)
+        parsed = _recipe_from_run(run_path)
+    else:
+        if not recipe:
+            _fail("missing RECIPE (a .toml file or a recipe name); see `gdfr recipes`", 2)
+        sets = list(sets) + ([f"train.batch_size={batch_size}"] if batch_size else [])
+        parsed = _load_recipe(recipe, variant=variant, sets=sets, epochs=epochs, data=data,
+                              limit_train=limit_train, limit_test=limit_test)
+        run_path = None
+    _ensure_backend(parsed.train.backend)
+    _train(parsed, run_path, run_dir, resume=bool(resume_dir))
+
+
+def _train(recipe, run_path, run_dir, *, resume: bool):
+    from keras_gdfr.data.sources import DataError
+    from keras_gdfr.training.checkpoints import CheckpointError
+    from keras_gdfr.training.run import RunError, default_run_dir, run
+
+    run_path = run_path or (pathlib.Path(run_dir) if run_dir else default_run_dir(recipe))
+    click.echo(f"run directory: {run_path}\n{recipe.summary()}")
+    try:
+        result = run(recipe, run_path, resume=resume)
+    except (RunError, DataError, CheckpointError) as error:
+        _fail(str(error))
+    except Exception as error:  # the events file already holds the error event
+        _fail(f"{type(error).__name__}: {error} (run directory: {run_path})")
+    test = f", test accuracy {result.test['accuracy']:.4f}" if result.test else ""
+    click.echo(f"{result.status}: {result.epochs_done} epoch(s){test} -> {result.run_dir}")
+    if result.status == "failed":
+        sys.exit(1)
+    if result.status == "interrupted":
+        sys.exit(130)
+
+
+# ---------------------------------------------------------------------------
+
+
+@click.command(name="eval")
+@click.argument("target", type=click.Path(exists=True))
+@click.option("--data", help="Evaluate on this offline copy instead of the run's data source.")
+@click.option("--recipe", "recipe_path", help="Recipe for a bare .keras file (dataset, normalisation).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Where to write the JSON (default: eval.json beside the model).")
+def eval_command(target, data, recipe_path, out):
+    """Test accuracy, per-class accuracy, confusion matrix and ROC/AUC of a run or a .keras model."""
+    target = pathlib.Path(target)
+    if target.is_dir():
+        recipe = _recipe_from_run(target)
+        model_file, out_dir = target / "model.keras", target
+    else:
+        if not recipe_path:
+            _fail(f"{target}: a bare model file needs --recipe to know its dataset", 2)
+        recipe = _load_recipe(recipe_path)
+        model_file, out_dir = target, target.parent
+    if data:
+        recipe = _with_data(recipe, data)
+    _ensure_backend(recipe.train.backend)
+
+    from keras_gdfr.data.sources import DataError
+    from keras_gdfr.saving import load_model
+    from keras_gdfr.training.run import evaluate, load_splits
+
+    if not model_file.is_file():
+        _fail(f"{model_file}: no such model file (the run has not completed; its checkpoints are in {target / 'checkpoints'})")
+    try:
+        model = load_model(model_file, compile=False)
+    except Exception as error:  # a corrupt or foreign file
+        _fail(f"{model_file}: cannot load the model: {error}")
+    try:
+        _, test_data = load_splits(recipe)
+    except DataError as error:
+        _fail(str(error))
+    report = evaluate(model, test_data, recipe, str(model_file))
+    out_path = pathlib.Path(out) if out else out_dir / "eval.json"
+    from keras_gdfr.training.checkpoints import atomic_write_text
+
+    atomic_write_text(out_path, json.dumps(report, indent=2))
+    click.echo(f"accuracy {report['accuracy']:.4f}, loss {report['loss']:.4f}, macro AUC {report['macro_auc']:.4f} "
+               f"on {report['num_examples']} images -> {out_path}")
+
+
+def _with_data(recipe, data):
+    from keras_gdfr.training.recipe import Recipe, RecipeError
+
+    payload = recipe.to_dict()
+    payload["data"]["data_dir"] = data
+    payload["data"]["source"] = "auto"
+    try:
+        return Recipe.from_dict(payload, origin=f"--data {data}")
+    except RecipeError as error:
+        _fail(str(error), 2)
+
+
+# ---------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("recipe")
+@click.option("--variant", help="Model variant; overrides model.variant.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any recipe key.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs (milestones scale).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for the TUI and scripts).")
+@click.option("--layers", is_flag=True, help="Also print the per-layer parameter and MAC table.")
+def info(recipe, variant, sets, epochs, as_json, layers):
+    """A recipe's dataset, schedule, and the variant's parameters and MACs."""
+    parsed = _load_recipe(recipe, variant=variant, sets=sets, epochs=epochs)
+    _ensure_backend(parsed.train.backend)
+    from keras_gdfr.counting import count_variant
+
+    spec, train_config = parsed.spec, parsed.train
+    num_classes = len(parsed.data.classes) or spec.num_classes
+    count = count_variant(parsed.model.variant, spec.image_size, num_classes, **parsed.model.overrides)
+    facts = dict(
+        recipe=str(recipe), dataset=spec.name, image_size=spec.image_size, num_classes=num_classes,
+        train_size=spec.train_size, test_size=spec.test_size, epochs=train_config.epochs,
+        batch_size=train_config.batch_size, lr=train_config.lr, milestones=list(train_config.milestones),
+        lr_gamma=train_config.lr_gamma, momentum=train_config.momentum, weight_decay=train_config.weight_decay,
+        label_smoothing=train_config.label_smoothing, variant=parsed.model.variant,
+        overrides=dict(parsed.model.overrides), params=count.params, macs=count.macs,
+        macs_tconv_output_convention=count.macs_tconv_output_convention,
+    )
+    if as_json:
+        click.echo(json.dumps(facts))
+        return
+    click.echo(parsed.summary())
+    click.echo(f"dataset   {spec.name}: {num_classes} classes, {spec.image_size} px, "
+               f"{spec.train_size:,} train / {spec.test_size:,} test")
+    click.echo(f"schedule  SGD lr {train_config.lr:g}, momentum {train_config.momentum:g}, weight decay "
+               f"{train_config.weight_decay:g} (coupled L2), x{train_config.lr_gamma:g} at epochs "
+               f"{'/'.join(map(str, train_config.milestones)) or 'none'} of {train_config.epochs}, "
+               f"batch {train_config.batch_size}, label smoothing {train_config.label_smoothing:g}")
+    click.echo(f"model     {parsed.model.variant}: {count.params:,} parameters, {count.macs / 1e9:.3f} G MACs "
+               f"({count.macs_tconv_output_convention / 1e9:.3f} G counting transposed convs per output pixel)")
+    if layers:
+        click.echo(count.table())
+
+
+@click.command()
+@click.option("--folder", type=click.Path(file_okay=False, exists=True), help="A folder of .toml recipes.")
+def recipes(folder):
+    """The recipes and model variants available."""
+    from keras_gdfr.training.recipe import list_recipes
+    from keras_gdfr.variants import list_variants
+
+    rows = list_recipes(folder)
+    click.echo("Recipes:")
+    for name, path, dataset, summary in rows:
+        click.echo(f"  {name:12s} {summary}  [{path}]")
+    if not rows:
+        click.echo("  (none found)")
+    click.echo("\nVariants (--variant NAME):")
+    for name, description in list_variants().items():
+        click.echo(f"  {name:14s} {description}")

@@ -1,0 +1,72 @@
+"""The `events.jsonl` stream: the contract between training and its readers.
+
+See docs/run-directory.md. Writers append one whole JSON line per event and
+flush (and fsync) it at once, so a reader never sees half an event unless the
+disk itself failed; readers ignore a last line that does not parse.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import time
+from collections.abc import Iterator
+
+EVENTS_FILE = "events.jsonl"
+
+
+def _clean(value):
+    """JSON-safe: numpy scalars to Python, NaN/inf to strings (JSON has neither)."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class EventWriter:
+    """Appends events to `<run_dir>/events.jsonl`, one flushed line each."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.path = pathlib.Path(run_dir) / EVENTS_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115  (closed in close())
+
+    def emit(self, event: str, **fields) -> dict:
+        record = {"event": event, "time": time.time(), **_clean(fields)}
+        # One write of one whole line: an interrupted process leaves no partial event.
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        return record
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_events(run_dir: str | os.PathLike) -> Iterator[dict]:
+    """The events of a run, in order, skipping a torn or unparsable line."""
+    path = pathlib.Path(run_dir) / EVENTS_FILE
+    with open(path, encoding="utf-8") as file:
+        for line in file:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and "event" in record:
+                yield record

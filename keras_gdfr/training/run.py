@@ -1,0 +1,313 @@
+"""One training run: data, model, the paper's optimizer, `model.fit`, checkpoints, events.
+
+`train(recipe, run_dir)` starts a run; `resume(run_dir)` continues one from its
+last checkpoint with weights, optimizer state, epoch and data order restored
+(the input pipeline's epoch e depends only on (seed, e)). Everything a reader
+needs goes into the run directory (docs/run-directory.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import signal
+import sys
+import time
+
+import keras
+import numpy as np
+
+from keras_gdfr.counting import count_model
+from keras_gdfr.data import pipeline
+from keras_gdfr.data.sources import SplitData, load_dataset
+from keras_gdfr.models import GDFRNet
+from keras_gdfr.training import checkpoints
+from keras_gdfr.training.events import EventWriter
+from keras_gdfr.training.optimizer import optimizer_from_recipe
+from keras_gdfr.training.recipe import Recipe
+from keras_gdfr.training.schedule import lr_at_epoch
+
+RECIPE_FILE = "recipe.json"
+MODEL_FILE = "model.keras"
+EVAL_FILE = "eval.json"
+PROGRESS_INTERVAL_S = 1.0
+
+
+class RunError(Exception):
+    """A run that cannot start or continue; the message names the offending input."""
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_dir: pathlib.Path
+    status: str  # completed | interrupted | failed
+    epochs_done: int
+    test: dict | None
+
+
+# ---------------------------------------------------------------------------
+# Run directory and inputs.
+
+
+def default_run_dir(recipe: Recipe) -> pathlib.Path:
+    name = recipe.run.name or f"{recipe.data.dataset}-{recipe.model.variant}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return pathlib.Path(recipe.run.dir) / name
+
+
+def _input_shape(image_size: int) -> tuple[int, int, int]:
+    if keras.config.image_data_format() == "channels_first":
+        return (3, image_size, image_size)
+    return (image_size, image_size, 3)
+
+
+def load_splits(recipe: Recipe) -> tuple[SplitData, SplitData]:
+    """The recipe's train and test splits (limits, classes and corrupt-image policy applied)."""
+    data = recipe.data
+    common = dict(
+        source=None if data.source == "auto" else data.source,
+        data_dir=data.data_dir or None,
+        classes=list(data.classes) or None,
+        on_corrupt=data.on_corrupt,
+    )
+    train = load_dataset(data.dataset, "train", limit=data.limit_train or None, **common)
+    test = load_dataset(data.dataset, "test", limit=data.limit_test or None, **common)
+    return train, test
+
+
+def _pipeline_spec(recipe: Recipe):
+    """The dataset spec as the pipeline should apply it (the recipe may turn flips off)."""
+    return dataclasses.replace(recipe.spec, flip=recipe.augment.flip)
+
+
+def build_model(recipe: Recipe, num_classes: int) -> keras.Model:
+    keras.mixed_precision.set_global_policy(recipe.train.precision)
+    overrides = dict(recipe.model.overrides)
+    return GDFRNet(
+        recipe.model.variant,
+        input_shape=_input_shape(recipe.spec.image_size),
+        num_classes=num_classes,
+        **overrides,
+    )
+
+
+def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int):
+    optimizer = optimizer_from_recipe(recipe.train, steps_per_epoch)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=recipe.train.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        jit_compile=recipe.train.jit_compile,
+    )
+    return optimizer
+
+
+# ---------------------------------------------------------------------------
+# Signals: SIGINT/SIGTERM stop after the current batch; the last checkpoint stays.
+
+
+class StopRequest:
+    def __init__(self):
+        self.signal_name: str | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal_name is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+# ---------------------------------------------------------------------------
+# The callback that turns fit's progress into events and checkpoints.
+
+
+class RunMonitor(keras.callbacks.Callback):
+    """Writes progress/epoch_end/checkpoint events, saves checkpoints, stops on NaN or signal."""
+
+    def __init__(self, run_dir, events: EventWriter, recipe: Recipe, steps: int, stop: StopRequest, best: float):
+        super().__init__()
+        self.run_dir, self.events, self.recipe, self.steps, self.stop = run_dir, events, recipe, steps, stop
+        self.best_val_accuracy = best
+        self.failure: str | None = None
+        self.epochs_done = 0
+        self._epoch = 0
+        self._last_progress = 0.0
+        self._epoch_start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        loss = float(logs.get("loss", 0.0))
+        if not math.isfinite(loss):
+            self.failure = f"loss became {loss} at epoch {self._epoch + 1}, step {batch + 1}; the last good checkpoint is kept"
+            self.model.stop_training = True
+            return
+        if self.stop.signal_name:
+            self.model.stop_training = True
+            return
+        now = time.time()
+        if now - self._last_progress >= PROGRESS_INTERVAL_S or batch + 1 == self.steps:
+            self._last_progress = now
+            self.events.emit(
+                "progress", epoch=self._epoch + 1, step=batch + 1, steps=self.steps,
+                loss=loss, accuracy=float(logs.get("accuracy", 0.0)),
+            )
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        # An epoch cut short by a signal or a NaN is not a completed epoch: no event, no checkpoint.
+        if self.failure or self.stop.signal_name or "val_loss" not in logs:
+            return
+        train = self.recipe.train
+        self.events.emit(
+            "epoch_end", epoch=epoch + 1, epochs=train.epochs,
+            loss=float(logs["loss"]), accuracy=float(logs["accuracy"]),
+            val_loss=float(logs["val_loss"]), val_accuracy=float(logs["val_accuracy"]),
+            lr=lr_at_epoch(epoch + 1, lr=train.lr, milestones=train.milestones, gamma=train.lr_gamma),
+            seconds=time.perf_counter() - self._epoch_start,
+        )
+        is_best = float(logs["val_accuracy"]) > self.best_val_accuracy
+        if is_best:
+            self.best_val_accuracy = float(logs["val_accuracy"])
+            checkpoints.save_best(self.run_dir, self.model)
+        state = {"epoch": epoch + 1, "best_val_accuracy": self.best_val_accuracy, "seed": train.seed}
+        path = checkpoints.save_checkpoint(self.run_dir, self.model, self.model.optimizer, state)
+        self.epochs_done = epoch + 1
+        self.events.emit("checkpoint", epoch=epoch + 1, path=str(path.relative_to(self.run_dir)), best=is_best)
+
+
+# ---------------------------------------------------------------------------
+# Evaluation.
+
+
+def predict_split(model: keras.Model, data: SplitData, recipe: Recipe) -> np.ndarray:
+    """Softmax probabilities (N, K) of `model` on every image of `data`, in order."""
+    dataset = pipeline.eval_dataset(data, _pipeline_spec(recipe), recipe.train.batch_size)
+    logits = model.predict(dataset, verbose=0)
+    return keras.ops.convert_to_numpy(keras.ops.softmax(keras.ops.convert_to_tensor(logits, "float32")))
+
+
+def evaluate(model: keras.Model, data: SplitData, recipe: Recipe, source: str) -> dict:
+    """The eval.json content: accuracy, loss, per-class accuracy, confusion matrix, ROC/AUC."""
+    from keras_gdfr.evaluation import evaluation_report
+
+    probs = predict_split(model, data, recipe)
+    k = probs.shape[1]
+    smoothing = recipe.train.label_smoothing
+    targets = np.full((len(data), k), smoothing / k)
+    targets[np.arange(len(data)), data.labels] += 1.0 - smoothing
+    loss = float(-(targets * np.log(np.clip(probs, 1e-12, 1.0))).sum(axis=1).mean())
+    return evaluation_report(data.labels, probs, data.class_names, loss=loss, source=data.description, checkpoint=source)
+
+
+# ---------------------------------------------------------------------------
+# The run.
+
+
+def _write_json(path: pathlib.Path, payload: dict) -> None:
+    checkpoints.atomic_write_text(path, json.dumps(payload, indent=2))
+
+
+def _fit(model, recipe, train_data, test_data, run_dir, events, initial_epoch, best, stop):
+    spec = _pipeline_spec(recipe)
+    train = recipe.train
+    steps = pipeline.steps_per_epoch(len(train_data), train.batch_size)
+    train_ds = pipeline.train_dataset(
+        train_data, spec, batch_size=train.batch_size, seed=train.seed,
+        start_epoch=initial_epoch, epochs=train.epochs, one_hot=True,
+    )
+    test_ds = pipeline.eval_dataset(test_data, spec, train.batch_size, one_hot=True)
+    monitor = RunMonitor(run_dir, events, recipe, steps, stop, best)
+    model.fit(
+        train_ds, epochs=train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+        validation_data=test_ds, callbacks=[monitor], shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
+    )
+    return monitor
+
+
+def run(recipe: Recipe, run_dir: pathlib.Path, *, resume: bool = False) -> RunResult:
+    """Train `recipe` into `run_dir` (new, or resumed from its last checkpoint)."""
+    run_dir = pathlib.Path(run_dir)
+    if not resume and run_dir.exists() and any(run_dir.iterdir()):
+        raise RunError(f"{run_dir}: run directory already exists and is not empty; pass --resume {run_dir} to continue it")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        _write_json(run_dir / RECIPE_FILE, recipe.to_dict())
+    started = time.perf_counter()
+    with EventWriter(run_dir) as events, StopRequest() as stop:
+        try:
+            return _run(recipe, run_dir, resume, events, stop, started)
+        except KeyboardInterrupt:
+            events.emit("run_end", status="interrupted", epoch=_epochs_done(run_dir),
+                        seconds=time.perf_counter() - started, best_val_accuracy=None, test=None)
+            return RunResult(run_dir, "interrupted", _epochs_done(run_dir), None)
+        except Exception as error:
+            kind = "data" if type(error).__name__ == "DataError" else "exception"
+            events.emit("error", message=f"{type(error).__name__}: {error}", kind=kind)
+            events.emit("run_end", status="failed", epoch=_epochs_done(run_dir),
+                        seconds=time.perf_counter() - started, best_val_accuracy=None, test=None)
+            raise
+
+
+def _epochs_done(run_dir) -> int:
+    try:
+        path = checkpoints.latest_checkpoint(run_dir)
+    except checkpoints.CheckpointError:
+        return 0
+    return json.loads((path / "state.json").read_text())["epoch"] if path else 0
+
+
+def _run(recipe, run_dir, resume, events, stop, started) -> RunResult:
+    keras.utils.set_random_seed(recipe.train.seed)
+    train_data, test_data = load_splits(recipe)
+    model = build_model(recipe, train_data.num_classes)
+    steps = pipeline.steps_per_epoch(len(train_data), recipe.train.batch_size)
+    optimizer = compile_model(model, recipe, steps)
+    initial_epoch, best = 0, -1.0
+    if resume:
+        checkpoint = checkpoints.latest_checkpoint(run_dir)
+        if checkpoint is not None:
+            state = checkpoints.load_checkpoint(checkpoint, model, optimizer)
+            initial_epoch, best = int(state["epoch"]), float(state["best_val_accuracy"])
+    count = count_model(model)
+    events.emit(
+        "run_start", run_id=run_dir.name, recipe=recipe.to_dict(), variant=recipe.model.variant,
+        dataset=recipe.data.dataset, backend=keras.backend.backend(), params=count.params, macs=count.macs,
+        epochs=recipe.train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+        batch_size=recipe.train.batch_size, train_size=len(train_data), test_size=len(test_data),
+        class_names=train_data.class_names, data=train_data.description, pid=os.getpid(),
+    )
+    monitor = None
+    epochs_done = initial_epoch
+    if initial_epoch < recipe.train.epochs:
+        monitor = _fit(model, recipe, train_data, test_data, run_dir, events, initial_epoch, best, stop)
+        epochs_done = max(monitor.epochs_done, initial_epoch)
+        best = monitor.best_val_accuracy
+    seconds = lambda: time.perf_counter() - started  # noqa: E731
+    if monitor and monitor.failure:
+        events.emit("error", message=monitor.failure, kind="nan_loss")
+        events.emit("run_end", status="failed", epoch=epochs_done, seconds=seconds(), best_val_accuracy=best, test=None)
+        return RunResult(run_dir, "failed", epochs_done, None)
+    if stop.signal_name or epochs_done < recipe.train.epochs:
+        events.emit("run_end", status="interrupted", epoch=epochs_done, seconds=seconds(), best_val_accuracy=best, test=None)
+        return RunResult(run_dir, "interrupted", epochs_done, None)
+    model.save(run_dir / MODEL_FILE)
+    report = evaluate(model, test_data, recipe, MODEL_FILE)
+    _write_json(run_dir / EVAL_FILE, report)
+    test = {"accuracy": report["accuracy"], "loss": report["loss"]}
+    events.emit("run_end", status="completed", epoch=epochs_done, seconds=seconds(), best_val_accuracy=best, test=test)
+    return RunResult(run_dir, "completed", epochs_done, test)

@@ -1,0 +1,221 @@
+"""The `gdfr-tui` application: `make_app()` and the thin click command around it."""
+
+from __future__ import annotations
+
+import functools
+import os
+import pathlib
+import shlex
+from typing import Sequence
+
+import click
+from textual.app import App
+from textual.binding import Binding
+from textual.signal import Signal
+
+from launcher.launch import (
+    DEFAULT_TRAINER,
+    Overrides,
+    TrainProcess,
+    default_backend,
+    new_run_dir,
+    resume_command,
+    train_command,
+)
+from launcher.model_info import InfoFunction, ModelInfo, gdfr_info
+from launcher.recipes import default_recipes_dir
+from launcher.runs import OUTPUT
+from launcher.screens.confirm_quit import ConfirmQuit
+from launcher.screens.history import HistoryScreen
+from launcher.screens.launch import LaunchScreen
+
+PROCESS_POLL_S = 0.5
+
+
+class GdfrApp(App[None]):
+    """Launch, watch, stop, resume and compare `gdfr train` runs.
+
+    Args:
+        recipes_dir: the folder of recipes to browse.
+        runs_dir: the folder of run directories (new runs go there too).
+        trainer: the command that runs `gdfr` (`python -m keras_gdfr.cli`).
+        model_info: (recipe, variant) -> `gdfr info --json` object; by default a
+            `gdfr info` subprocess.
+        backend: the backend the launch form starts with.
+    """
+
+    CSS_PATH = "app.tcss"
+    TITLE = "gdfr-tui"
+    BINDINGS = [
+        Binding("l", "switch_mode('launch')", "Launch", id="app.launch"),
+        Binding("h", "switch_mode('history')", "History", id="app.history"),
+        Binding("q", "quit", "Quit", id="app.quit"),
+    ]
+
+    def __init__(
+        self,
+        recipes_dir: pathlib.Path,
+        runs_dir: pathlib.Path,
+        trainer: Sequence[str] = DEFAULT_TRAINER,
+        model_info: InfoFunction | None = None,
+        backend: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.recipes_dir = pathlib.Path(recipes_dir)
+        self.runs_dir = pathlib.Path(runs_dir)
+        self.trainer = tuple(trainer)
+        self.model_info: InfoFunction = model_info or functools.partial(gdfr_info, trainer=self.trainer)
+        self.info_cache: dict[tuple[str, str], ModelInfo] = {}
+        self.processes: dict[pathlib.Path, TrainProcess] = {}
+        self.runs_changed: Signal[pathlib.Path] = Signal(self, "runs-changed")
+        """Published with a run directory when a process of ours starts or ends."""
+        self._exited: set[pathlib.Path] = set()
+        self.add_mode("launch", functools.partial(LaunchScreen, self.recipes_dir, backend or default_backend()))
+        self.add_mode("history", functools.partial(HistoryScreen, self.runs_dir))
+
+    def on_mount(self) -> None:
+        self.switch_mode("launch")
+        self.set_interval(PROCESS_POLL_S, self._watch_processes)
+
+    # Processes -----------------------------------------------------------------
+
+    def launch_run(
+        self,
+        recipe: pathlib.Path,
+        variant: str,
+        overrides: Overrides,
+        dataset: str,
+    ) -> pathlib.Path | None:
+        """Starts `gdfr train` for a recipe; returns its run directory (None on failure)."""
+        run_dir = pathlib.Path(overrides.run_dir) if overrides.run_dir else new_run_dir(self.runs_dir, dataset, variant)
+        run_dir = run_dir.absolute()
+        command = train_command(recipe, variant, overrides, run_dir, self.trainer)
+        return self._start(command, run_dir, overrides.backend)
+
+    def resume_run(self, run_dir: pathlib.Path, backend: str | None = None) -> pathlib.Path | None:
+        """Starts `gdfr train --resume RUN_DIR` unless that run is already training here."""
+        run_dir = pathlib.Path(run_dir).absolute()
+        process = self.processes.get(run_dir)
+        if process is not None and process.running:
+            self.notify(f"{run_dir.name} is still running.", title="Resume", severity="warning")
+            return None
+        return self._start(resume_command(run_dir, self.trainer), run_dir, backend or default_backend())
+
+    def _start(self, command: list[str], run_dir: pathlib.Path, backend: str) -> pathlib.Path | None:
+        try:
+            process = TrainProcess(command, run_dir, backend)
+        except OSError as error:
+            self.notify(f"could not start gdfr train: {error}", title="Launch", severity="error")
+            return None
+        self.processes[run_dir] = process
+        self._exited.discard(run_dir)
+        self.notify(f"{run_dir.name} started ({backend}).", title="Launch")
+        self.runs_changed.publish(run_dir)
+        return run_dir
+
+    def stop_run(self, run_dir: pathlib.Path) -> None:
+        """Sends SIGINT (SIGTERM when asked again) to a run this launcher started."""
+        run_dir = pathlib.Path(run_dir).absolute()
+        process = self.processes.get(run_dir)
+        if process is None or not process.running:
+            self.notify(
+                f"{run_dir.name} is not training from this launcher.", title="Stop", severity="warning"
+            )
+            return
+        sent = process.stop()
+        if sent:
+            self.notify(f"{sent} sent to {run_dir.name}.", title="Stop")
+
+    @property
+    def running(self) -> list[TrainProcess]:
+        """The processes of ours still alive."""
+        return [process for process in self.processes.values() if process.running]
+
+    def log_path(self, run_dir: pathlib.Path) -> pathlib.Path:
+        """Where a run's output log is: beside the run directory while ours is starting."""
+        process = self.processes.get(pathlib.Path(run_dir))
+        return process.log_path if process is not None else pathlib.Path(run_dir) / OUTPUT
+
+    def _watch_processes(self) -> None:
+        for run_dir, process in self.processes.items():
+            process.settle_log()
+            code = process.returncode
+            if code is None or run_dir in self._exited:
+                continue
+            self._exited.add(run_dir)
+            severity = "information" if code == 0 or process.stop_requests else "error"
+            self.notify(f"{run_dir.name} ended (exit {code}).", title="Run", severity=severity)
+            self.runs_changed.publish(run_dir)
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action in ("switch_mode", "quit") and isinstance(self.screen, ConfirmQuit):
+            return False  # the quit question is answered first
+        return True
+
+    # Quitting --------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        """Quits; with runs in flight, first asks whether to stop them."""
+        running = self.running
+        if not running:
+            self.exit()
+            return
+
+        def answer(stop: bool | None) -> None:
+            if stop is None:
+                return
+            if stop:
+                for process in self.running:
+                    process.stop()
+            self.exit()
+
+        self.push_screen(ConfirmQuit(len(running)), answer)
+
+
+def make_app(
+    recipes_dir: str | os.PathLike | None = None,
+    runs_dir: str | os.PathLike | None = None,
+    **options,
+) -> GdfrApp:
+    """The launcher app, as `gdfr-tui` and the tests build it.
+
+    Args:
+        recipes_dir: the recipes folder; default `./recipes` if present, else the
+            repository's `recipes` folder beside the installed package.
+        runs_dir: the runs folder; default `./runs`.
+        **options: `trainer`, `model_info`, `backend` (see `GdfrApp`).
+    """
+    recipes = pathlib.Path(recipes_dir) if recipes_dir else default_recipes_dir()
+    runs = pathlib.Path(runs_dir) if runs_dir else pathlib.Path("runs")
+    return GdfrApp(recipes, runs, **options)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--recipes",
+    "recipes_dir",
+    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    help="Folder of recipe TOML files. [default: ./recipes, else the repository's]",
+)
+@click.option(
+    "--runs",
+    "runs_dir",
+    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    default=pathlib.Path("runs"),
+    show_default=True,
+    help="Folder of run directories; new runs are created there.",
+)
+@click.option(
+    "--trainer",
+    default=None,
+    hidden=True,
+    help="The command that runs gdfr (default: this Python's -m keras_gdfr.cli); for development.",
+)
+def main(recipes_dir: pathlib.Path | None, runs_dir: pathlib.Path, trainer: str | None) -> None:
+    """Launch, watch and compare GDFRNet training runs in the terminal."""
+    options = {"trainer": shlex.split(trainer)} if trainer else {}
+    make_app(recipes_dir, runs_dir, **options).run()
+
+
+if __name__ == "__main__":
+    main()

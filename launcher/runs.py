@@ -1,0 +1,505 @@
+"""Reading run directories: the `events.jsonl` tail, a run's state, the runs folder.
+
+Pure Python (no Textual, no Keras): everything here follows
+`docs/run-directory.md`, the only channel between `gdfr train` and the launcher.
+A `RunRecord` pairs an `EventTail` (which reads only the bytes appended since the
+last poll) with the `RunState` those events build; a `RunIndex` keeps one record
+per run directory of a runs folder, so refreshing it re-reads only what is new.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import threading
+from typing import Any, Callable, Iterable
+
+EVENTS = "events.jsonl"
+RECIPE = "recipe.json"
+EVAL = "eval.json"
+OUTPUT = "output.log"
+
+FINAL_STATUSES = ("completed", "interrupted", "failed")
+"""The `status` values of a `run_end` event."""
+
+
+class EventTail:
+    """Reads the complete lines appended to an `events.jsonl` since the last read.
+
+    A last line without its newline (a writer still writing it, or killed
+    mid-line) stays unread until it is complete. A complete line that does not
+    parse as a JSON object is counted in `bad_lines` and skipped.
+
+    Args:
+        path: the `events.jsonl` file; it need not exist yet.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = pathlib.Path(path)
+        self.offset = 0
+        self.bad_lines = 0
+
+    def read_new(self) -> list[dict]:
+        """The events of the complete lines written since the last call.
+
+        Raises:
+            OSError: when the file exists but cannot be read. A missing file
+                reads as no events.
+        """
+        try:
+            with open(self.path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if size < self.offset:  # truncated or replaced: start over
+                    self.offset = 0
+                handle.seek(self.offset)
+                chunk = handle.read(size - self.offset)
+        except FileNotFoundError:
+            return []
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        events = []
+        for line in chunk[: end + 1].splitlines():
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                self.bad_lines += 1
+                continue
+            if isinstance(event, dict) and "event" in event:
+                events.append(event)
+            else:
+                self.bad_lines += 1
+        return events
+
+
+@dataclasses.dataclass
+class EpochRecord:
+    """The metrics of one `epoch_end` event."""
+
+    epoch: int
+    loss: float | None = None
+    accuracy: float | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    lr: float | None = None
+    seconds: float | None = None
+
+
+@dataclasses.dataclass
+class RunState:
+    """What the events of one run directory say about it, folded in order.
+
+    `status` is `"starting"` before any `run_start`, `"running"` after one, and
+    the `run_end` status (`completed`, `interrupted`, `failed`) after that; a
+    resume's `run_start` sets it back to `"running"`.
+    """
+
+    run_id: str = ""
+    variant: str = ""
+    dataset: str = ""
+    backend: str = ""
+    params: int | None = None
+    macs: int | None = None
+    epochs: int | None = None
+    initial_epoch: int = 0
+    steps_per_epoch: int | None = None
+    batch_size: int | None = None
+    train_size: int | None = None
+    test_size: int | None = None
+    pid: int | None = None
+    recipe: dict | None = None
+    status: str = "starting"
+    started: float | None = None
+    segment_start: float | None = None
+    last_time: float | None = None
+    epoch: int = 0
+    progress_epoch: int | None = None
+    step: int = 0
+    steps: int | None = None
+    train_loss: float | None = None
+    train_accuracy: float | None = None
+    lr: float | None = None
+    history: dict[int, EpochRecord] = dataclasses.field(default_factory=dict)
+    errors: list[dict] = dataclasses.field(default_factory=list)
+    end: dict | None = None
+    events: int = 0
+
+    def apply(self, event: dict) -> None:
+        """Folds one event into the state; unknown event types are ignored."""
+        self.events += 1
+        kind = event.get("event")
+        when = _number(event.get("time"))
+        if when is not None:
+            self.last_time = when
+        if kind == "run_start":
+            for field in (
+                "run_id", "variant", "dataset", "backend", "params", "macs",
+                "epochs", "steps_per_epoch", "batch_size", "train_size",
+                "test_size", "pid", "recipe",
+            ):
+                if event.get(field) is not None:
+                    setattr(self, field, event[field])
+            self.initial_epoch = int(event.get("initial_epoch") or 0)
+            self.epoch = max(self.epoch, self.initial_epoch)
+            self.status = "running"
+            self.end = None
+            self.progress_epoch = None
+            self.step = 0
+            self.steps = self.steps_per_epoch
+            if self.started is None:
+                self.started = when
+            self.segment_start = when
+        elif kind == "progress":
+            self.progress_epoch = _int(event.get("epoch"))
+            self.step = _int(event.get("step")) or 0
+            self.steps = _int(event.get("steps")) or self.steps
+            self.train_loss = _number(event.get("loss"))
+            self.train_accuracy = _number(event.get("accuracy"))
+        elif kind == "epoch_end":
+            epoch = _int(event.get("epoch")) or (self.epoch + 1)
+            record = EpochRecord(
+                epoch=epoch,
+                **{
+                    key: _number(event.get(key))
+                    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+                },
+            )
+            self.history[epoch] = record
+            self.epoch = max(self.epoch, epoch)
+            if event.get("epochs") is not None:
+                self.epochs = event["epochs"]
+            self.lr = record.lr
+            self.progress_epoch = None
+            self.step = 0
+        elif kind == "error":
+            self.errors.append(event)
+        elif kind == "run_end":
+            self.end = event
+            self.status = str(event.get("status") or "failed")
+            if _int(event.get("epoch")) is not None:
+                self.epoch = max(self.epoch, _int(event["epoch"]))
+
+    def apply_all(self, events: Iterable[dict]) -> None:
+        """Folds several events, in order."""
+        for event in events:
+            self.apply(event)
+
+    # Derived facts -----------------------------------------------------------
+
+    @property
+    def epochs_list(self) -> list[EpochRecord]:
+        """The completed epochs, in epoch order."""
+        return [self.history[key] for key in sorted(self.history)]
+
+    def series(self, metric: str) -> tuple[list[int], list[float]]:
+        """(epochs, values) of one `EpochRecord` metric, skipping missing values."""
+        xs, ys = [], []
+        for record in self.epochs_list:
+            value = getattr(record, metric)
+            if value is not None:
+                xs.append(record.epoch)
+                ys.append(value)
+        return xs, ys
+
+    @property
+    def best_accuracy(self) -> float | None:
+        """The best validation accuracy: `run_end`'s, or the best epoch's."""
+        if self.end and _number(self.end.get("best_val_accuracy")) is not None:
+            return _number(self.end["best_val_accuracy"])
+        _, values = self.series("val_accuracy")
+        return max(values) if values else None
+
+    @property
+    def final_accuracy(self) -> float | None:
+        """The last completed epoch's validation accuracy."""
+        _, values = self.series("val_accuracy")
+        return values[-1] if values else None
+
+    @property
+    def test_accuracy(self) -> float | None:
+        """The end-of-run evaluation's accuracy, when `run_end` carries one."""
+        test = (self.end or {}).get("test")
+        return _number(test.get("accuracy")) if isinstance(test, dict) else None
+
+    @property
+    def error_message(self) -> str | None:
+        """The last `error` event's message, as `kind: message`."""
+        if not self.errors:
+            return None
+        error = self.errors[-1]
+        kind, message = error.get("kind"), str(error.get("message", "")).strip()
+        return f"{kind}: {message}" if kind else message
+
+    @property
+    def mean_epoch_seconds(self) -> float | None:
+        """Mean wall time of the completed epochs."""
+        seconds = [r.seconds for r in self.history.values() if r.seconds is not None]
+        return sum(seconds) / len(seconds) if seconds else None
+
+    @property
+    def epoch_fraction(self) -> float:
+        """How far the epoch in progress is, from the last `progress` event."""
+        if self.progress_epoch is None or not self.steps:
+            return 0.0
+        return min(1.0, max(0.0, self.step / self.steps))
+
+    def eta_seconds(self) -> float | None:
+        """Seconds left, estimated from the events alone (never the wall clock).
+
+        Uses the mean epoch time, or while the first epoch runs, the rate of its
+        `progress` events since `run_start`. None when finished or unknown.
+        """
+        if self.status != "running" or not self.epochs:
+            return None
+        per_epoch = self.mean_epoch_seconds
+        fraction = self.epoch_fraction
+        if per_epoch is None:
+            if fraction <= 0 or self.segment_start is None or self.last_time is None:
+                return None
+            per_epoch = (self.last_time - self.segment_start) / fraction
+        remaining = max(0.0, self.epochs - self.epoch - fraction)
+        return remaining * per_epoch
+
+    def effective_status(self, alive: Callable[[int], bool] | None = None) -> str:
+        """`status`, except a `"running"` run whose process is gone is `"crashed"`.
+
+        Args:
+            alive: tells whether a pid is a live process; defaults to
+                `pid_alive`. A run without a pid is taken as alive.
+        """
+        if self.status == "running" and self.pid:
+            if not (alive or pid_alive)(int(self.pid)):
+                return "crashed"
+        return self.status
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (signal 0 probe)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+class RunRecord:
+    """One run directory: its event tail and the state folded from it.
+
+    Args:
+        path: the run directory.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = pathlib.Path(path)
+        self.tail = EventTail(self.path / EVENTS)
+        self.state = RunState()
+
+    @property
+    def name(self) -> str:
+        """The run's id, or the directory name before `run_start`."""
+        return self.state.run_id or self.path.name
+
+    def poll(self) -> list[dict]:
+        """Reads and folds the new events; returns them.
+
+        Raises:
+            OSError: when `events.jsonl` exists but cannot be read.
+        """
+        events = self.tail.read_new()
+        self.state.apply_all(events)
+        return events
+
+    def eval(self) -> dict | None:
+        """`eval.json`, or None when absent or unreadable."""
+        return read_json(self.path / EVAL)
+
+
+def read_json(path: pathlib.Path) -> Any | None:
+    """A JSON file's content, or None when missing, unreadable or malformed."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def tail_lines(path: str | os.PathLike, lines: int = 40, max_bytes: int = 64 * 1024) -> list[str]:
+    """The last `lines` lines of a text file, reading at most its last `max_bytes`.
+
+    Carriage-return progress bars (Keras's) keep only their last state per line.
+    """
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(max(0, size - max_bytes))
+            data = handle.read()
+    except OSError:
+        return []
+    text = data.decode("utf-8", errors="replace")
+    out = []
+    for line in text.splitlines():
+        if "\r" in line:
+            parts = [p for p in line.split("\r") if p.strip()]
+            line = parts[-1] if parts else ""
+        out.append(line.rstrip())
+    while out and not out[-1]:
+        out.pop()
+    return out[-lines:]
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """A directory of the runs folder that is not a readable run, and why."""
+
+    path: pathlib.Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"skipped {self.path.name}: {self.reason}"
+
+
+_RUN_MARKERS = (RECIPE, EVENTS, OUTPUT, "checkpoints", EVAL)
+
+
+class RunIndex:
+    """Every run directory directly under a runs folder, refreshed incrementally.
+
+    A directory counts as a run when it holds `recipe.json` and `events.jsonl`;
+    one that holds only some of a run's files, or whose events cannot be read,
+    is reported in `refresh()`'s skipped list. Other directories are ignored.
+    Safe to refresh from a worker thread.
+
+    Args:
+        folder: the runs folder; it need not exist.
+    """
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = pathlib.Path(folder).absolute()
+        self.records: dict[pathlib.Path, RunRecord] = {}
+        self._lock = threading.Lock()
+
+    def refresh(self) -> tuple[list[RunRecord], list[Skipped]]:
+        """Re-lists the folder and reads each run's new events.
+
+        Returns:
+            The runs (sorted by run start, newest first) and the skipped
+            directories.
+        """
+        with self._lock:
+            skipped: list[Skipped] = []
+            try:
+                entries = sorted(p for p in self.folder.iterdir() if p.is_dir())
+            except OSError:
+                entries = []
+            seen = set()
+            for path in entries:
+                reason = _not_a_run(path)
+                if reason == "":
+                    continue
+                if reason:
+                    skipped.append(Skipped(path, reason))
+                    continue
+                record = self.records.get(path) or RunRecord(path)
+                try:
+                    record.poll()
+                except OSError as error:
+                    skipped.append(Skipped(path, f"events.jsonl unreadable ({error.strerror or error})"))
+                    self.records.pop(path, None)
+                    continue
+                if record.state.events == 0 and record.tail.bad_lines:
+                    skipped.append(Skipped(path, "events.jsonl has no readable events"))
+                    self.records.pop(path, None)
+                    continue
+                self.records[path] = record
+                seen.add(path)
+            for path in list(self.records):
+                if path not in seen:
+                    del self.records[path]
+            runs = sorted(
+                self.records.values(),
+                key=lambda r: (r.state.started or 0.0, r.path.name),
+                reverse=True,
+            )
+            return runs, skipped
+
+
+def _not_a_run(path: pathlib.Path) -> str | None:
+    """None for a run directory, a reason for a half-written one, "" for others."""
+    try:
+        present = {name for name in _RUN_MARKERS if (path / name).exists()}
+    except OSError as error:
+        return f"unreadable ({error})"
+    if not present:
+        return ""
+    if EVENTS not in present:
+        return "no events.jsonl"
+    if RECIPE not in present:
+        return "no recipe.json"
+    if not os.access(path / EVENTS, os.R_OK):
+        return "events.jsonl unreadable (permission denied)"
+    return None
+
+
+# Formatting ----------------------------------------------------------------------
+
+
+def format_percent(value: float | None, digits: int = 1) -> str:
+    """`0.4123` -> `"41.2%"`; None -> `"-"`."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{100 * value:.{digits}f}%"
+
+
+def format_count(value: float | None) -> str:
+    """A parameter or MAC count with a unit: `812345` -> `"0.81 M"`, `2.56e9` -> `"2.56 G"`."""
+    if value is None:
+        return "-"
+    value = float(value)
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= scale or (unit == "M" and abs(value) >= 1e5):
+            return f"{value / scale:.2f} {unit}"
+    return f"{value:.0f}"
+
+
+def format_duration(seconds: float | None) -> str:
+    """`3725` -> `"1h 02m"`, `65` -> `"1m 05s"`, `4.2` -> `"4.2s"`; None -> `"-"`."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def format_number(value: float | None, digits: int = 4) -> str:
+    """A loss or learning rate, compact: `0.1` -> `"0.1"`, `1.93456` -> `"1.935"`."""
+    if value is None or not math.isfinite(float(value)):
+        return "-"
+    return f"{float(value):.{digits}g}"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return int(value)

@@ -1,0 +1,1 @@
+"""The launcher's screens: launch, run, history, compare, and the quit confirmation."""

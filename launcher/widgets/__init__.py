@@ -1,0 +1,1 @@
+"""Small widgets of the launcher, each showing one thing."""

@@ -1,0 +1,65 @@
+"""Training curves drawn with plotext (`textual-plotext`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.reactive import reactive
+from textual_plotext import PlotextPlot
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One line of a plot: its legend label and points."""
+
+    label: str
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+
+
+class CurvesPlot(PlotextPlot):
+    """A line plot of several curves against the epoch.
+
+    Args:
+        title: the plot's title.
+        percent: show values (fractions) as percentages.
+    """
+
+    curves: reactive[tuple[Curve, ...]] = reactive(tuple)
+    """The curves drawn; setting it redraws."""
+
+    def __init__(self, title: str, percent: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.plot_title = title
+        self.percent = percent
+
+    def on_mount(self) -> None:
+        self.replot()
+
+    def watch_curves(self) -> None:
+        self.replot()
+
+    def replot(self) -> None:
+        """Draws `curves` again."""
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(self.plot_title)
+        plt.xlabel("epoch")
+        drawn = False
+        for curve in self.curves:
+            if not curve.x:
+                continue
+            y = [100 * v for v in curve.y] if self.percent else list(curve.y)
+            if len(curve.x) == 1:
+                plt.scatter(list(curve.x), y, label=curve.label, marker="dot")
+            else:
+                plt.plot(list(curve.x), y, label=curve.label, marker="braille")
+            drawn = True
+        if drawn:
+            xs = sorted({int(x) for curve in self.curves for x in curve.x})
+            stride = max(1, -(-len(xs) // 8))
+            plt.xticks(xs[::stride])
+            if len(xs) == 1:
+                plt.xlim(xs[0] - 1, xs[0] + 1)
+        self.refresh()

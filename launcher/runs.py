@@ -17,10 +17,11 @@ import pathlib
 import threading
 from typing import Any, Callable, Iterable
 
-EVENTS = "events.jsonl"
-RECIPE = "recipe.json"
-EVAL = "eval.json"
-OUTPUT = "output.log"
+# The run directory's file names come from the contract's module (Keras-free).
+from keras_gdfr.training.events import EVAL_FILE as EVAL  # noqa: E402
+from keras_gdfr.training.events import EVENTS_FILE as EVENTS  # noqa: E402
+from keras_gdfr.training.events import OUTPUT_LOG as OUTPUT  # noqa: E402
+from keras_gdfr.training.events import RECIPE_FILE as RECIPE  # noqa: E402
 
 FINAL_STATUSES = ("completed", "interrupted", "failed")
 """The `status` values of a `run_end` event."""

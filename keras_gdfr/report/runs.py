@@ -15,39 +15,12 @@ import pathlib
 import zipfile
 
 from keras_gdfr.data.specs import DATASETS
-
-PAPER_EPOCHS = 200
+from keras_gdfr.training.events import EVAL_FILE, EVENTS_FILE, RECIPE_FILE, is_run_dir, read_events
+from keras_gdfr.training.schedule import PAPER_EPOCHS  # noqa: F401  (re-exported for the tables)
 
 
 class RunDirError(ValueError):
     """A directory that is not a readable run directory."""
-
-
-def is_run_dir(path) -> bool:
-    """Whether `path` has the two files that make a run directory."""
-    path = pathlib.Path(path)
-    return (path / "recipe.json").is_file() and (path / "events.jsonl").is_file()
-
-
-def read_events(path) -> list[dict]:
-    """The events of an `events.jsonl`, in order.
-
-    Lines that do not parse as a JSON object are skipped (the contract allows a
-    torn last line); blank lines are ignored.
-    """
-    events = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(event, dict) and "event" in event:
-                events.append(event)
-    return events
 
 
 # Where a run_start field lives in a resolved recipe (keras_gdfr.training.recipe).
@@ -311,14 +284,14 @@ def load_run(path) -> Run:
     if not is_run_dir(path):
         raise RunDirError(f"{path} is not a run directory (needs recipe.json and events.jsonl)")
     try:
-        recipe = _read_json(path / "recipe.json")
-        events = read_events(path / "events.jsonl")
+        recipe = _read_json(path / RECIPE_FILE)
+        events = list(read_events(path / EVENTS_FILE))
     except (OSError, ValueError) as error:
         raise RunDirError(f"{path}: unreadable run directory ({error})") from error
     evaluation = None
-    if (path / "eval.json").is_file():
+    if (path / EVAL_FILE).is_file():
         try:
-            evaluation = _read_json(path / "eval.json")
+            evaluation = _read_json(path / EVAL_FILE)
         except (OSError, ValueError):
             evaluation = None
     return Run(path=path, recipe=recipe if isinstance(recipe, dict) else {}, events=events, evaluation=evaluation)
@@ -338,7 +311,7 @@ def find_runs(paths) -> tuple[list[Run], list[str]]:
         elif path.is_dir():
             candidates = sorted(
                 p for p in path.iterdir()
-                if p.is_dir() and ((p / "recipe.json").exists() or (p / "events.jsonl").exists())
+                if p.is_dir() and ((p / RECIPE_FILE).exists() or (p / EVENTS_FILE).exists())
             )
         else:
             candidates = []

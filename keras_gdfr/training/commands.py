@@ -44,9 +44,10 @@ def _load_recipe(recipe_path, **kwargs):
 
 
 def _recipe_from_run(run_dir: pathlib.Path):
+    from keras_gdfr.training.events import RECIPE_FILE
     from keras_gdfr.training.recipe import Recipe, RecipeError
 
-    path = run_dir / "recipe.json"
+    path = run_dir / RECIPE_FILE
     if not path.is_file():
         _fail(f"{run_dir}: not a run directory (no recipe.json)", 2)
     try:
@@ -230,7 +231,7 @@ def recipes(folder):
 
     rows = list_recipes(folder)
     click.echo("Recipes:")
-    for name, path, dataset, summary in rows:
+    for name, path, _dataset, summary in rows:
         click.echo(f"  {name:12s} {summary}  [{path}]")
     if not rows:
         click.echo("  (none found)")

@@ -14,7 +14,18 @@ import pathlib
 import time
 from collections.abc import Iterator
 
+# The run directory's files (docs/run-directory.md): every reader and writer names them from here.
 EVENTS_FILE = "events.jsonl"
+RECIPE_FILE = "recipe.json"
+EVAL_FILE = "eval.json"
+MODEL_FILE = "model.keras"
+OUTPUT_LOG = "output.log"
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    """Whether `path` holds the two files that make a run directory."""
+    path = pathlib.Path(path)
+    return (path / RECIPE_FILE).is_file() and (path / EVENTS_FILE).is_file()
 
 
 def _clean(value):
@@ -57,8 +68,10 @@ class EventWriter:
 
 
 def read_events(run_dir: str | os.PathLike) -> Iterator[dict]:
-    """The events of a run, in order, skipping a torn or unparsable line."""
-    path = pathlib.Path(run_dir) / EVENTS_FILE
+    """The events of a run (its directory or its events file), in order, skipping a torn or unparsable line."""
+    path = pathlib.Path(run_dir)
+    if path.is_dir():
+        path = path / EVENTS_FILE
     with open(path, encoding="utf-8") as file:
         for line in file:
             line = line.strip()

@@ -25,14 +25,11 @@ from keras_gdfr.data import pipeline
 from keras_gdfr.data.sources import SplitData, load_dataset
 from keras_gdfr.models import GDFRNet
 from keras_gdfr.training import checkpoints
-from keras_gdfr.training.events import EventWriter
+from keras_gdfr.training.events import EVAL_FILE, MODEL_FILE, RECIPE_FILE, EventWriter
 from keras_gdfr.training.optimizer import optimizer_from_recipe
 from keras_gdfr.training.recipe import Recipe
 from keras_gdfr.training.schedule import lr_at_epoch
 
-RECIPE_FILE = "recipe.json"
-MODEL_FILE = "model.keras"
-EVAL_FILE = "eval.json"
 PROGRESS_INTERVAL_S = 1.0
 
 

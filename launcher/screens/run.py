@@ -17,7 +17,7 @@ from launcher.runs import RunRecord, RunState, format_number, format_percent, ta
 from launcher.widgets.confusion import ConfusionMatrix
 from launcher.widgets.curves import Curve, CurvesPlot
 from launcher.widgets.log_tail import LogTail
-from launcher.widgets.run_progress import RunProgress, RunTitle
+from launcher.widgets.run_progress import RunProgress, RunTitle, key_value_text
 
 POLL_INTERVAL_S = 0.5
 LOG_LINES = 200
@@ -184,13 +184,7 @@ class RunScreen(Screen):
             parts.append(("macro AUC ", format_number(evaluation["macro_auc"], 3)))
         if evaluation.get("checkpoint"):
             parts.append(("checkpoint ", str(evaluation["checkpoint"])))
-        text = Text()
-        for index, (key, value) in enumerate(parts):
-            if index:
-                text.append(" · ", style="dim")
-            text.append(key, style="dim")
-            text.append(value, style="bold")
-        summary.update(text)
+        summary.update(key_value_text(parts))
 
     # Actions -----------------------------------------------------------------
 

@@ -104,6 +104,11 @@ def stats_text(state: RunState) -> Text:
     parts.append(("val ", f"{format_percent(state.final_accuracy)} (best {format_percent(state.best_accuracy)})"))
     if state.test_accuracy is not None:
         parts.append(("test ", format_percent(state.test_accuracy)))
+    return key_value_text(parts)
+
+
+def key_value_text(parts: list[tuple[str, str]]) -> Text:
+    """`key value · key value ...` with dim keys and bold values."""
     text = Text()
     for index, (key, value) in enumerate(parts):
         if index:

@@ -300,3 +300,24 @@ def test_a_run_with_model_overrides_is_not_compared_with_the_paper(runs_root, tm
     assert _table_row(tables.paper_table("table9", runs), ["net2"])[3] == ""
     counts = report.complexity_counts([run], count=False)
     assert counts[run.label]["params"] == 80_000
+
+
+def test_figures_with_long_labels_missing_numbers_and_one_epoch(tmp_path):
+    label = "net5 (widths=[16, 32, 64, 128], depths=[1, 1, 1, 1], reduction=8) / CIFAR-10"
+    assert all(len(line) <= figures.TICK_LABEL_WIDTH for line in figures._wrap(label, figures.TICK_LABEL_WIDTH).split("\n"))
+    bars = figures.plot_accuracy_vs_paper([(label, 31.4, None), ("net2 / CIFAR-10", None, None)], tmp_path / "a.png")
+    mixed = figures.plot_accuracy_vs_paper([(label, 31.4, None), ("net5 / CIFAR-10", 40.0, 96.88)], tmp_path / "b.png")
+    one_epoch = [dict(epoch=1, loss=2.3, accuracy=0.1, val_loss=2.2, val_accuracy=0.12)]
+    curves = figures.plot_training_curves(one_epoch, tmp_path / "c.png", label)
+    roc = figures.plot_roc_curves(cifar10_eval(correct=400)["roc"], tmp_path / "r.png", label, macro_auc=0.7)
+    for path, size in ((bars, figures.CURVES_SIZE), (mixed, figures.CURVES_SIZE), (curves, figures.CURVES_SIZE),
+                       (roc, figures.ROC_SIZE)):
+        assert _png_size(path) == size
+
+
+def test_small_counts_keep_two_significant_digits():
+    assert tables.fmt_count(1_586_432, 1e9) == "0.0016"  # a narrowed net1's MACs, not "0.00"
+    assert tables.fmt_count(16_172_288, 1e9, 3) == "0.016"
+    assert tables.fmt_count(1_523_338_240, 1e9) == "1.52"
+    assert tables.fmt_count(290_000_000, 1e9) == "0.29"
+    assert (tables.fmt_count(0, 1e9), tables.fmt_count(None, 1e9)) == ("0.00", tables.DASH)

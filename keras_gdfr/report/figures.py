@@ -17,6 +17,10 @@ CONFUSION_SIZE = (640, 600)
 ROC_SIZE = (640, 600)
 # Above this many classes, cells and ticks are not labelled.
 ANNOTATE_MAX_CLASSES = 20
+# Titles and tick labels longer than this (characters) are wrapped onto several lines,
+# so that a run label with model overrides is not cut off at the figure's edge.
+TITLE_WIDTH = 60
+TICK_LABEL_WIDTH = 28
 
 
 def _pyplot():
@@ -33,6 +37,13 @@ def _new_figure(size_px: tuple[int, int], ncols: int = 1):
     plt = _pyplot()
     fig, axes = plt.subplots(1, ncols, figsize=(size_px[0] / DPI, size_px[1] / DPI), dpi=DPI)
     return fig, axes
+
+
+def _wrap(text: str, width: int) -> str:
+    """`text` broken into lines of at most `width` characters (at spaces where possible)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)) if text else ""
 
 
 def _save(fig, path) -> pathlib.Path:
@@ -72,8 +83,11 @@ def plot_training_curves(epoch_ends: list[dict], path, title: str = "") -> pathl
 
         for ax in (acc_ax, loss_ax):
             ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(title)
+            if len(epochs) <= 12:
+                ax.set_xticks(epochs)  # every epoch, whole numbers only (also for 1 epoch)
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(_wrap(title, 2 * TITLE_WIDTH))
     fig.tight_layout()
     return _save(fig, path)
 
@@ -99,7 +113,7 @@ def plot_confusion_matrix(cm, class_names: list[str], path, title: str = "") -> 
                 ax.text(j, i, str(cm[i, j]), ha="center", va="center", color=colour, fontsize=7)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    ax.set_title(title)
+    ax.set_title(_wrap(title, TITLE_WIDTH), fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -126,9 +140,10 @@ def plot_roc_curves(roc: dict, path, title: str = "", macro_auc: float | None = 
     ax.grid(alpha=0.3)
     if curves and len(curves) <= ANNOTATE_MAX_CLASSES:
         ax.legend(fontsize=7, loc="lower right")
+    title = _wrap(title, TITLE_WIDTH)
     if macro_auc is not None:
-        title = f"{title}  macro AUC {macro_auc:.4f}".strip()
-    ax.set_title(title)
+        title = f"{title}\nmacro AUC {macro_auc:.4f}".strip()
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -136,21 +151,36 @@ def plot_roc_curves(roc: dict, path, title: str = "", macro_auc: float | None = 
 def plot_accuracy_vs_paper(entries: list[tuple[str, float | None, float | None]], path) -> pathlib.Path:
     """Measured and paper test accuracy side by side, one pair of bars per run.
 
+    A missing number draws no bar (not a bar at 0); when no run has a paper number
+    (e.g. narrowed networks), only the measured bars are drawn and the title says why.
+    Long labels (a variant with model overrides) are wrapped, not rotated off the figure.
+
     Args:
         entries: (label, measured %, paper %) per run; None where unknown.
         path: the PNG to write (1000 x 400 px).
     """
     fig, ax = _new_figure(CURVES_SIZE)
     x = np.arange(len(entries))
-    measured = [m if m is not None else 0.0 for _, m, _ in entries]
-    paper = [p if p is not None else 0.0 for _, _, p in entries]
-    for offset, values, label in ((-0.2, measured, "measured"), (0.2, paper, "paper")):
-        bars = ax.bar(x + offset, values, width=0.4, label=label)
-        ax.bar_label(bars, labels=[f"{v:.2f}" if v else "" for v in values], fontsize=7)
-    ax.set_xticks(x, [label for label, _, _ in entries], rotation=20, ha="right", fontsize=8)
+    series = [("measured", [m for _, m, _ in entries]), ("paper", [p for _, _, p in entries])]
+    series = [(name, values) for name, values in series if any(v is not None for v in values)]
+    width = 0.8 / max(len(series), 1)
+    for i, (name, values) in enumerate(series):
+        offset = (i - (len(series) - 1) / 2) * width
+        present = [(xi, v) for xi, v in zip(x, values) if v is not None]
+        if not present:
+            continue
+        xs, ys = zip(*present)
+        bars = ax.bar(np.asarray(xs) + offset, ys, width=width, label=name)
+        ax.bar_label(bars, labels=[f"{v:.2f}" for v in ys], fontsize=7)
+    wrap = TICK_LABEL_WIDTH if len(entries) <= 6 else TICK_LABEL_WIDTH // 2
+    ax.set_xticks(x, [_wrap(label, wrap) for label, _, _ in entries], fontsize=7)
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.legend()
+    if series:
+        ax.legend()
+    if not any(p is not None for _, _, p in entries):
+        ax.set_title("no paper number for these networks (model overrides or datasets the paper does not report)",
+                     fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)

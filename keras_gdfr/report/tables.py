@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import pathlib
 
 from keras_gdfr.report.runs import PAPER_EPOCHS, Run, describe_data
@@ -115,8 +116,17 @@ def fmt_diff(fraction: float | None, paper: float | None) -> str:
 
 
 def fmt_count(value, scale: float, digits: int = 2) -> str:
-    """A count in millions or billions ('21.28'), or a dash when unknown."""
-    return DASH if value is None else f"{value / scale:.{digits}f}"
+    """A count in millions or billions ('21.28'), or a dash when unknown.
+
+    A small nonzero count keeps two significant digits instead of rounding to zero
+    (1,586,432 MACs in G: '0.0016', not '0.00').
+    """
+    if value is None:
+        return DASH
+    scaled = value / scale
+    if 0 < abs(scaled) < 10.0 ** -(digits - 1):
+        digits = max(digits, 1 - math.floor(math.log10(abs(scaled))))
+    return f"{scaled:.{digits}f}"
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:

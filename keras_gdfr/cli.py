@@ -24,5 +24,10 @@ from keras_gdfr.report.cli import report, sweep, viz  # noqa: E402  (click only;
 for _command in (report, viz, sweep):
     main.add_command(_command)
 
+from keras_gdfr.bench import bench, pack  # noqa: E402  (click only; keras loads in the bodies)
+
+for _command in (bench, pack):
+    main.add_command(_command)
+
 if __name__ == "__main__":
     main()

@@ -26,6 +26,8 @@ split of one of the paper's datasets (`keras_gdfr.data.specs.DATASETS`) from:
 - ``"imagewoof"``: the fast.ai ``imagewoof2`` archive (``imagewoof2/train/<wnid>/``,
   ``imagewoof2/val/<wnid>/``) as a directory, ``.tgz`` or ``.zip``; downloaded from
   ``spec.download_url`` when missing and ``download`` is on.
+- ``"packed"``: one ``.tfrecord.gz`` file made by ``gdfr pack`` from an ImageFolder
+  (`keras_gdfr.data.packed`), read without TensorFlow; sniffed from the suffix.
 
 ``source=None`` means "sniff": with no ``data_dir`` the spec's own source; a
 ``data_dir`` that is the dataset's own archive (``GTSRB*``, ``imagewoof*``) or
@@ -80,7 +82,7 @@ from PIL import Image
 
 from keras_gdfr.data.specs import DATASETS, DatasetSpec
 
-SOURCES = ("tfds", "imagefolder", "gtsrb", "imagewoof")
+SOURCES = ("tfds", "imagefolder", "gtsrb", "imagewoof", "packed")  # packed: see _packed_catalog
 ON_CORRUPT = ("skip", "fail")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 TAR_SUFFIXES = (".tar", ".tgz", ".tar.gz")
@@ -643,6 +645,8 @@ def resolve_source(dataset: str, data_dir=None, source: str | None = None) -> st
         return spec.source
     path = pathlib.Path(data_dir)
     name = path.name.lower()
+    if name.endswith(PACKED_SUFFIX):
+        return "packed"
     if path.is_file() or name.endswith((".zip",) + TAR_SUFFIXES):
         if spec.source in ("gtsrb", "imagewoof") and name.startswith(spec.source):
             return spec.source
@@ -797,6 +801,8 @@ def _catalog(spec: DatasetSpec, split: str, source: str, data_dir, download: boo
     if source == "imagewoof":
         tree = _imagewoof_tree(data_dir, spec, download)
         return _imagefolder_catalog(tree, split, official=True, kind="imagewoof")
+    if source == "packed":
+        return _packed_catalog(spec, split, data_dir)
     raise DataError(f"unknown source {source!r}: use one of {', '.join(SOURCES)}")
 
 
@@ -880,3 +886,39 @@ def load_dataset(
         paths=paths,
         skipped=skipped,
     )
+
+
+# --------------------------------------------------------------------------------------
+# The "packed" source: a whole ImageFolder in one gzip'd TFRecord file
+# (keras_gdfr.data.packed; made by `gdfr pack`), read without TensorFlow.
+
+PACKED_SUFFIX = ".tfrecord.gz"
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_packed(path: str, mtime_ns: int, size: int):
+    """One read per file version (train and test come from the same file)."""
+    from keras_gdfr.data import packed
+
+    try:
+        data = packed.read_packed(path)
+    except packed.PackedError as err:
+        raise DataError(str(err)) from err
+    return data, _MemoryTree(data.files(), path)
+
+
+def _packed_catalog(spec: DatasetSpec, split: str, data_dir) -> _Catalog:
+    """The split of a packed file, listed as the ImageFolder it was packed from."""
+    if data_dir is None:
+        raise DataError(f"source 'packed' needs data_dir: a {PACKED_SUFFIX} file made by `gdfr pack`")
+    path = pathlib.Path(data_dir)
+    if not path.is_file():
+        raise DataError(f"packed file {path} does not exist")
+    stat = path.stat()
+    data, tree = _cached_packed(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if data.dataset and data.dataset != spec.name:
+        raise DataError(f"{path}: packed from {data.dataset!r}, not {spec.name!r}")
+    catalog = _imagefolder_catalog(tree, split, official=False, kind="packed")
+    if catalog.class_names != data.class_names:
+        raise DataError(f"{path}: class folders {catalog.class_names} differ from its header's {data.class_names}")
+    return catalog

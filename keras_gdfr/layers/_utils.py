@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_gdfr.layers.batch_norm import BatchNorm
+
 
 def resolve_data_format(data_format: str | None) -> str:
     """`data_format` or, when None, Keras's global `image_data_format()`."""
@@ -73,8 +75,12 @@ def pad_spatial(x, pad: int, data_format: str):
 
 
 def batch_norm(data_format: str, name: str) -> keras.layers.BatchNormalization:
-    """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here, eps 1e-5)."""
-    return keras.layers.BatchNormalization(
+    """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here, eps 1e-5).
+
+    A `keras.layers.BatchNormalization` subclass with a fused kernel on the torch
+    backend (`keras_gdfr.layers.batch_norm`); same variables and semantics.
+    """
+    return BatchNorm(
         axis=channel_axis(data_format), momentum=0.9, epsilon=1e-5, name=name
     )
 

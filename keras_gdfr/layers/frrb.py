@@ -5,7 +5,6 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_gdfr.layers import _utils as U
 from keras_gdfr.layers.frm import FRM
 from keras_gdfr.layers.residual_block import ResidualBlock
 
@@ -63,7 +62,7 @@ class FRRB(ResidualBlock):
         if self.frm_position == "A":
             frm_shape = input_shape
         elif self.frm_position == "B":
-            frm_shape = self.conv1.compute_output_shape(U.padded_shape(input_shape, 1, self.data_format))
+            frm_shape = self.conv1.compute_output_shape(self.conv1_input_shape(input_shape))
         else:
             frm_shape = self.compute_output_shape(input_shape)
         self.frm.build(tuple(frm_shape))

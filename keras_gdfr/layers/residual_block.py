@@ -40,19 +40,30 @@ class ResidualBlock(keras.layers.Layer):
     def build(self, input_shape):
         df = self.data_format
         conv_args = dict(use_bias=False, data_format=df)
-        self.conv1 = keras.layers.Conv2D(self.filters, 3, strides=self.strides, name="conv1", **conv_args)
+        # Stride 1: "same" is PyTorch's symmetric 1-pixel padding, done inside the conv
+        # (no padded copy). Stride 2: explicit symmetric padding, then "valid" (see
+        # `U.pad_spatial`: Keras's "same" would pad only at the end).
+        conv1_padding = "same" if self.strides == 1 else "valid"
+        self.conv1 = keras.layers.Conv2D(
+            self.filters, 3, strides=self.strides, padding=conv1_padding, name="conv1", **conv_args
+        )
         self.bn1 = U.batch_norm(df, "bn1")
-        self.conv2 = keras.layers.Conv2D(self.filters, 3, name="conv2", **conv_args)
+        self.conv2 = keras.layers.Conv2D(self.filters, 3, padding="same", name="conv2", **conv_args)
         self.bn2 = U.batch_norm(df, "bn2")
-        shape = U.build_sublayer(self.conv1, U.padded_shape(input_shape, 1, df))
+        shape = U.build_sublayer(self.conv1, self.conv1_input_shape(input_shape))
         U.build_sublayer(self.bn1, shape)
-        out_shape = U.build_sublayer(self.conv2, U.padded_shape(shape, 1, df))
+        out_shape = U.build_sublayer(self.conv2, shape)
         U.build_sublayer(self.bn2, out_shape)
         self.shortcut = self.shortcut_bn = None
         if self.strides != 1 or U.channels_of(input_shape, df) != self.filters:
-            self.shortcut = keras.layers.Conv2D(self.filters, 1, strides=self.strides, name="shortcut", **conv_args)
+            # A 1x1 stride-s conv is a 1x1 conv of every s-th pixel: the stride is taken by
+            # slicing (same weights, same result). PyTorch 2.13's CPU (oneDNN) backward of
+            # a strided 1x1 conv on channels_last memory crashes (SIGSEGV) for odd batch
+            # sizes, and Keras's channels_last convs on torch use that memory format.
+            self.shortcut = keras.layers.Conv2D(self.filters, 1, name="shortcut", **conv_args)
             self.shortcut_bn = U.batch_norm(df, "shortcut_bn")
-            U.build_sublayer(self.shortcut_bn, U.build_sublayer(self.shortcut, input_shape))
+            shape = U.build_sublayer(self.shortcut, self._subsampled_shape(input_shape))
+            U.build_sublayer(self.shortcut_bn, shape)
         super().build(input_shape)
 
     def residual_features(self, inputs, training=None):
@@ -60,17 +71,35 @@ class ResidualBlock(keras.layers.Layer):
         y = self.first_conv(inputs, training)
         return self.second_conv(y, training)
 
+    def conv1_input_shape(self, input_shape) -> tuple:
+        """The shape `conv1` sees: padded explicitly only when it strides."""
+        if self.strides == 1:
+            return tuple(input_shape)
+        return U.padded_shape(input_shape, 1, self.data_format)
+
     def first_conv(self, x, training=None):
-        x = self.conv1(U.pad_spatial(x, 1, self.data_format))
-        return ops.relu(self.bn1(x, training=training))
+        if self.strides != 1:
+            x = U.pad_spatial(x, 1, self.data_format)
+        return ops.relu(self.bn1(self.conv1(x), training=training))
 
     def second_conv(self, x, training=None):
-        return self.bn2(self.conv2(U.pad_spatial(x, 1, self.data_format)), training=training)
+        return self.bn2(self.conv2(x), training=training)
 
     def shortcut_features(self, x, training=None):
         if self.shortcut is None:
             return x
+        if self.strides != 1:  # every s-th pixel: see build()
+            s = self.strides
+            x = x[:, ::s, ::s, :] if self.data_format == "channels_last" else x[:, :, ::s, ::s]
         return self.shortcut_bn(self.shortcut(x), training=training)
+
+    def _subsampled_shape(self, input_shape) -> tuple:
+        """`input_shape` after taking every `strides`-th pixel (ceil(H/s) x ceil(W/s))."""
+        if self.strides == 1:
+            return tuple(input_shape)
+        height, width = U.spatial_size(input_shape, self.data_format)
+        size = lambda n: None if n is None else -(-n // self.strides)  # noqa: E731
+        return U.with_spatial(input_shape, size(height), size(width), self.data_format)
 
     def call(self, inputs, training=None):
         return ops.relu(self.residual_features(inputs, training) + self.shortcut_features(inputs, training))

@@ -44,18 +44,22 @@ class Stem(keras.layers.Layer):
     def build(self, input_shape):
         df = self.data_format
         kernel, stride, pad = self._kernel_stride_pad
+        # 3x3 stride 1: "same" is PyTorch's symmetric padding, inside the conv (no padded
+        # copy); 7x7 stride 2: explicit symmetric padding, then "valid".
         self.conv = keras.layers.Conv2D(
-            self.filters, kernel, strides=stride, use_bias=False, data_format=df, name="conv"
+            self.filters, kernel, strides=stride, padding="same" if stride == 1 else "valid",
+            use_bias=False, data_format=df, name="conv",
         )
         self.bn = U.batch_norm(df, "bn")
-        shape = U.build_sublayer(self.conv, U.padded_shape(input_shape, pad, df))
+        shape = U.build_sublayer(self.conv, input_shape if stride == 1 else U.padded_shape(input_shape, pad, df))
         U.build_sublayer(self.bn, shape)
         super().build(input_shape)
 
     def call(self, inputs, training=None):
         df = self.data_format
-        pad = self._kernel_stride_pad[2]
-        x = ops.relu(self.bn(self.conv(U.pad_spatial(inputs, pad, df)), training=training))
+        _, stride, pad = self._kernel_stride_pad
+        x = inputs if stride == 1 else U.pad_spatial(inputs, pad, df)
+        x = ops.relu(self.bn(self.conv(x), training=training))
         if self.kind == "7x7":
             # Zero padding equals PyTorch's -inf padding here: the input is post-ReLU.
             x = ops.max_pool(U.pad_spatial(x, 1, df), 3, strides=2, padding="valid", data_format=df)

@@ -1,0 +1,453 @@
+"""`gdfr bench`: how fast a variant trains and infers here, and what a 200-epoch schedule would take.
+
+Measures, on the active Keras backend (KERAS_BACKEND) and device:
+- train: `model.fit` steps (the paper's loss and TorchSGD, as `gdfr train` compiles
+  them) on device-resident batches, after `--warmup` steps (which include any
+  `--jit` compilation): images/s, seconds per step;
+- inference: `predict_on_batch` on the same batches: images/s;
+- peak memory: `torch.cuda.max_memory_allocated` on a GPU, else the process's
+  peak resident set (`ru_maxrss`, which includes the framework itself);
+- MACs per image (`keras_gdfr.counting`, true MACs) and the achieved TFLOP/s,
+  counting a training image as 3 x 2 x MACs (forward, and a backward of about twice
+  the forward) and an inference image as 2 x MACs;
+- estimates: one epoch of the dataset's train split (plus one pass over its test
+  split at the inference rate) and the paper's 200 epochs;
+- input pipelines: with torch, the device-resident pipeline
+  (`keras_gdfr.data.gpu_pipeline`, 32 px) on synthetic uint8 images; with `--data`,
+  the tf.data pipeline (`keras_gdfr.data.pipeline.pipeline_rate`) on the real split
+  (if TensorFlow is installed) and the device pipeline on the same images.
+
+Timing: two `fit` calls (warm-up, then `--steps`), each closed by a device
+synchronisation; no per-batch callback (a batch callback would make Keras read
+the logs every step, a GPU sync). The step time is wall time / steps.
+
+`gdfr pack` (also here) writes a packed dataset file (`keras_gdfr.data.packed`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import click
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+DATA_FORMATS = ("channels_first", "channels_last")
+MEMORY_FORMATS = ("contiguous", "channels_last")
+SCHEDULE_EPOCHS = 200
+DEFAULT_DATASET = {32: "cifar10", 256: "imagenette"}
+
+
+def _git_commit() -> str:
+    """`git rev-parse --short HEAD` (+ "uncommitted changes on top of" when the tree differs).
+
+    ``GDFR_COMMIT`` overrides it: a copied tree without .git (the GPU machine) is told
+    its version by the command that starts it.
+    """
+    if os.environ.get("GDFR_COMMIT"):
+        return os.environ["GDFR_COMMIT"]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if not head:
+        return "unknown"
+    return f"uncommitted changes on top of {head}" if dirty else head
+
+
+def _device_info(backend: str) -> dict:
+    info = {"device": platform.processor() or platform.machine(), "accelerator": None}
+    if backend == "torch":
+        import torch
+
+        info["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["accelerator"] = torch.cuda.get_device_name(0)
+            info["device"] = "cuda"
+        else:
+            info["device"] = "cpu"
+            info["torch_threads"] = torch.get_num_threads()
+    elif backend == "jax":
+        import jax
+
+        info["device"] = str(jax.devices()[0].platform)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        info["device"] = "gpu" if gpus else "cpu"
+    return info
+
+
+class _Sync:
+    """Wait for the device to finish the queued work (torch CUDA; a weight read elsewhere)."""
+
+    def __init__(self, model, backend: str):
+        self.model, self.backend = model, backend
+        self.cuda = False
+        if backend == "torch":
+            import torch
+
+            self.cuda = torch.cuda.is_available()
+
+    def __call__(self):
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+        else:
+            import keras
+
+            keras.ops.convert_to_numpy(self.model.trainable_weights[-1])
+
+
+def _peak_memory_mib(backend: str) -> tuple[float, str]:
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.max_memory_allocated() / 2**20, "torch.cuda.max_memory_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "ru_maxrss (whole process)"
+
+
+def _make_batches(keras, n_batches: int, batch: int, shape, num_classes: int, memory_format: str, seed: int = 0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    batches = []
+    for _ in range(n_batches):
+        x = keras.ops.convert_to_tensor(rng.standard_normal((batch, *shape), dtype=np.float32))
+        if memory_format == "channels_last":
+            import torch
+
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = keras.ops.convert_to_tensor(np.eye(num_classes, dtype=np.float32)[rng.integers(0, num_classes, batch)])
+        batches.append((x, y))
+    return batches
+
+
+def _cycle_dataset(keras, batches, length: int):
+    class Cycle(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=1, use_multiprocessing=False)
+
+        def __len__(self):
+            return length
+
+        def __getitem__(self, i):
+            return batches[i % len(batches)]
+
+    return Cycle()
+
+
+def use_foreach_updates(optimizer) -> None:
+    """Give a `TorchSGD` (torch backend) one multi-tensor update per step instead of a loop over variables.
+
+    `TorchSGD.update_step` runs about eight small `keras.ops` calls per variable
+    (GDFRNet has 462 trainable variables: ~3,700 kernel launches per step on a GPU,
+    all dispatched from Python). This replaces the optimizer's
+    `_backend_update_step` with the same PyTorch update done by `torch._foreach_*`
+    ops (one launch per op for all variables), as Keras's own torch optimizers do:
+    g' = g + wd * w (decaying variables only), buf = momentum * buf + g',
+    w -= lr * buf (nesterov: lr * (g' + momentum * buf)). The learning rate stays a
+    tensor (no host sync). A benchmark option: `TorchSGD` itself is unchanged
+    (tests/test_bench.py checks both give the same weights).
+    """
+    import types
+
+    import keras
+
+    from keras_gdfr.training.optimizer import TorchSGD
+
+    if keras.backend.backend() != "torch" or not isinstance(optimizer, TorchSGD):
+        return
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        import torch
+
+        with torch.no_grad():
+            values = [v.value for v in trainable_variables]
+            grads = [g.to(w.dtype) for g, w in zip(grads, values)]
+            indexes = [self._get_variable_index(v) for v in trainable_variables]
+            if self.weight_decay:
+                decay = [k for k, index in enumerate(indexes) if self._decays[index]]
+                if decay:
+                    decayed = torch._foreach_add([grads[k] for k in decay], [values[k] for k in decay],
+                                                 alpha=self.weight_decay)
+                    for k, g in zip(decay, decayed):
+                        grads[k] = g
+            steps = grads
+            if self.momentum:
+                buffers = [self.momentums[index].value for index in indexes]
+                torch._foreach_mul_(buffers, self.momentum)
+                torch._foreach_add_(buffers, grads)
+                steps = buffers
+                if self.nesterov:
+                    steps = torch._foreach_add(grads, buffers, alpha=self.momentum)
+            lr = keras.ops.convert_to_tensor(learning_rate).to(values[0].dtype)  # a Variable or a schedule's tensor
+            torch._foreach_sub_(values, torch._foreach_mul(steps, lr))
+
+    optimizer._backend_update_step = types.MethodType(_backend_update_step, optimizer)
+
+
+def run_bench(variant: str = "gdfrnet", image_size: int = 32, batch: int | None = None,
+              precision: str = "float32", data_format: str | None = None, memory_format: str = "contiguous",
+              jit: bool = False, steps: int = 20, warmup: int = 3, infer_steps: int | None = None,
+              dataset: str | None = None, data: str | None = None, data_limit: int | None = 5000,
+              num_classes: int | None = None, threads: int = 0, seed: int = 0, foreach_sgd: bool = False,
+              **overrides) -> dict:
+    """Run the benchmark and return its result (the `--json` object)."""
+    import keras
+    import numpy as np
+
+    from keras_gdfr.counting import count_model
+    from keras_gdfr.data.specs import DATASETS
+    from keras_gdfr.layers import batch_norm
+    from keras_gdfr.models import GDFRNet
+    from keras_gdfr.training.optimizer import TorchSGD
+
+    backend = keras.backend.backend()
+    if threads and backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    dataset = dataset or DEFAULT_DATASET.get(image_size, "cifar10")
+    spec = DATASETS[dataset]
+    batch = batch or spec.batch_size
+    num_classes = num_classes or spec.num_classes
+    if data_format is None:
+        data_format = "channels_first" if backend == "torch" else keras.config.image_data_format()
+    if memory_format != "contiguous":
+        if backend != "torch" or data_format != "channels_first":
+            raise click.UsageError("--memory-format channels_last needs the torch backend and --data-format channels_first")
+        import torch
+
+        if not torch.cuda.is_available():
+            # PyTorch 2.13 CPU: the oneDNN backward of a strided 1x1 conv on NHWC memory
+            # segfaults for odd batch sizes; NHWC memory is a GPU (cuDNN) optimisation.
+            raise click.UsageError("--memory-format channels_last is for GPUs (on CPU, PyTorch's NHWC conv backward can crash)")
+    keras.config.set_image_data_format(data_format)
+    keras.mixed_precision.set_global_policy(precision)
+    keras.utils.set_random_seed(seed)
+    shape = (image_size, image_size, 3) if data_format == "channels_last" else (3, image_size, image_size)
+    load_start = os.getloadavg()
+
+    model = GDFRNet(variant, input_shape=shape, num_classes=num_classes, data_format=data_format, **overrides)
+    count = count_model(model)
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            torch.backends.cudnn.benchmark = True  # pick the fastest conv algorithms for these shapes
+    optimizer = TorchSGD(0.1)
+    if foreach_sgd:
+        use_foreach_updates(optimizer)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        jit_compile=jit,
+    )
+    batches = _make_batches(keras, min(4, max(1, steps)), batch, shape, num_classes, memory_format, seed)
+    sync = _Sync(model, backend)
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+
+    started = time.perf_counter()
+    model.fit(_cycle_dataset(keras, batches, warmup), epochs=1, verbose=0, shuffle=False)
+    sync()
+    warmup_s = time.perf_counter() - started
+    started = time.perf_counter()
+    history = model.fit(_cycle_dataset(keras, batches, steps), epochs=1, verbose=0, shuffle=False)
+    sync()
+    train_s = time.perf_counter() - started
+    loss = float(history.history["loss"][-1])
+
+    infer_steps = infer_steps or steps
+    for x, _ in batches[:2]:  # warm-up (and compilation) of the predict function
+        model.predict_on_batch(x)
+    sync()
+    started = time.perf_counter()
+    for i in range(infer_steps):
+        model.predict_on_batch(batches[i % len(batches)][0])
+    sync()
+    infer_s = time.perf_counter() - started
+    peak_mib, peak_kind = _peak_memory_mib(backend)
+
+    train_img_s = steps * batch / train_s
+    infer_img_s = infer_steps * batch / infer_s
+    epoch_train_s = spec.train_size / train_img_s
+    epoch_s = epoch_train_s + spec.test_size / infer_img_s
+    result = {
+        "variant": variant, "input": image_size, "batch": batch, "precision": precision,
+        "data_format": data_format, "memory_format": memory_format, "jit": jit,
+        "fused_batchnorm": backend == "torch" and batch_norm.FUSED_TORCH,
+        "foreach_sgd": bool(foreach_sgd and backend == "torch"),
+        "backend": backend, "keras": keras.__version__, **_device_info(backend),
+        "steps": steps, "warmup": warmup, "warmup_s": warmup_s,
+        "train_step_s": train_s / steps, "train_img_s": train_img_s,
+        "infer_step_s": infer_s / infer_steps, "infer_img_s": infer_img_s,
+        "peak_memory_mib": peak_mib, "peak_memory_kind": peak_kind,
+        "params": count.params, "macs": count.macs,
+        "train_tflops": train_img_s * 6 * count.macs / 1e12,
+        "infer_tflops": infer_img_s * 2 * count.macs / 1e12,
+        "dataset": dataset, "train_size": spec.train_size, "test_size": spec.test_size,
+        "epoch_train_s": epoch_train_s, "epoch_s": epoch_s,
+        f"schedule_{SCHEDULE_EPOCHS}_s": SCHEDULE_EPOCHS * epoch_s,
+        "final_loss": loss, "finite": bool(np.isfinite(loss)),
+        "load_avg_start": list(load_start), "load_avg_end": list(os.getloadavg()),
+        "commit": _git_commit(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+    }
+    result.update(_pipeline_rates(backend, spec, batch, image_size, data, data_limit, data_format, seed))
+    return result
+
+
+def _pipeline_rates(backend, spec, batch, image_size, data, data_limit, data_format, seed) -> dict:
+    """The input pipelines' own rates: the device pipeline (torch, 32 px) and tf.data on `--data`."""
+    import numpy as np
+
+    out: dict = {}
+    images = labels = None
+    if data:
+        from keras_gdfr.data.sources import load_dataset
+
+        split = load_dataset(spec.name, "train", data_dir=data, limit=data_limit or None)
+        out["pipeline_data"] = split.description
+        try:
+            from keras_gdfr.data import pipeline
+        except ImportError as err:  # no TensorFlow (the GPU image)
+            out["pipeline_img_s"] = None
+            out["pipeline_note"] = f"tf.data unavailable: {err}"
+        else:
+            out["pipeline_img_s"] = pipeline.pipeline_rate(split, spec, batch_size=batch, seed=seed)
+        if split.images is not None:
+            images, labels = split.images, split.labels
+    if backend == "torch" and image_size < 64:
+        from keras_gdfr.data import gpu_pipeline
+
+        if images is None:
+            rng = np.random.default_rng(seed)
+            images = rng.integers(0, 256, (max(batch * 8, 1024), image_size, image_size, 3), dtype=np.uint8)
+            labels = rng.integers(0, spec.num_classes, len(images))
+            out["device_pipeline_data"] = f"synthetic uint8 {images.shape}"
+        out["device_pipeline_img_s"] = gpu_pipeline.device_pipeline_rate(
+            images, labels, spec, batch_size=batch, seed=seed, data_format=data_format)
+    return out
+
+
+def format_table(result: dict) -> str:
+    """The result as aligned `name  value` lines."""
+    def num(value, digits=1):
+        return "-" if value is None else f"{value:,.{digits}f}"
+
+    rows = [
+        ("model", f"{result['variant']} @ {result['input']} px, batch {result['batch']}, {result['precision']}, "
+                  f"{result['data_format']}{'' if result['memory_format'] == 'contiguous' else ' (NHWC memory)'}, "
+                  f"jit {'on' if result['jit'] else 'off'}"),
+        ("backend / device", f"{result['backend']} / {result.get('accelerator') or result['device']}"),
+        ("params, MACs/image", f"{result['params']:,d}, {result['macs'] / 1e9:.3f} G"),
+        ("train", f"{num(result['train_img_s'])} img/s, {result['train_step_s'] * 1e3:.1f} ms/step, "
+                  f"{num(result['train_tflops'], 2)} TFLOP/s"
+                  + (" (foreach SGD)" if result.get("foreach_sgd") else "")
+                  + ("" if result.get("fused_batchnorm") or result["backend"] != "torch" else " (Keras BatchNorm)")),
+        ("inference", f"{num(result['infer_img_s'])} img/s, {result['infer_step_s'] * 1e3:.1f} ms/step, "
+                      f"{num(result['infer_tflops'], 2)} TFLOP/s"),
+        ("warm-up", f"{result['warmup']} steps in {result['warmup_s']:.1f} s"),
+        ("peak memory", f"{num(result['peak_memory_mib'])} MiB ({result['peak_memory_kind']})"),
+        (f"epoch ({result['dataset']})", f"{result['epoch_s']:.1f} s ({result['epoch_train_s']:.1f} s train on "
+                                         f"{result['train_size']:,d} + eval on {result['test_size']:,d})"),
+        (f"{SCHEDULE_EPOCHS} epochs", f"{result[f'schedule_{SCHEDULE_EPOCHS}_s'] / 3600:.2f} h"),
+    ]
+    if "device_pipeline_img_s" in result:
+        rows.append(("device pipeline", f"{num(result['device_pipeline_img_s'])} img/s"))
+    if "pipeline_img_s" in result:
+        rows.append(("tf.data pipeline", f"{num(result['pipeline_img_s'])} img/s"
+                     + (f" ({result['pipeline_note']})" if result.get("pipeline_note") else "")))
+    rows.append(("load average", " ".join(f"{v:.2f}" for v in result["load_avg_start"]) + " (start)"))
+    rows.append(("commit, date", f"{result['commit']}, {result['date']}"))
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+@click.command("bench")
+@click.option("--variant", default="gdfrnet", show_default=True, help="Model variant (see `gdfr recipes`).")
+@click.option("--input", "image_size", type=click.Choice(["32", "256"]), default="32", show_default=True,
+              help="Input image size.")
+@click.option("--batch", type=click.IntRange(min=1), help="Batch size (default: the paper's, 128 at 32 px, 64 at 256 px).")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="float32", show_default=True)
+@click.option("--data-format", type=click.Choice(DATA_FORMATS),
+              help="Image layout (default: channels_first on torch, else keras.config.image_data_format()).")
+@click.option("--memory-format", type=click.Choice(MEMORY_FORMATS), default="contiguous", show_default=True,
+              help="torch + channels_first: store input batches NHWC (channels_last memory format).")
+@click.option("--jit/--no-jit", default=False, show_default=True, help="jit_compile (torch.compile on torch).")
+@click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True, help="Timed train (and inference) steps.")
+@click.option("--warmup", type=click.IntRange(min=1), default=3, show_default=True, help="Untimed train steps first.")
+@click.option("--dataset", help="Dataset whose split sizes the estimates use (default: cifar10 at 32 px, imagenette at 256).")
+@click.option("--data", "data_path", help="Real data (ImageFolder .zip/dir, packed .tfrecord.gz, ...) to time the input pipelines on.")
+@click.option("--data-limit", type=click.IntRange(min=0), default=5000, show_default=True,
+              help="Images of --data to load (0: all).")
+@click.option("--threads", type=click.IntRange(min=0), default=0, help="torch CPU threads (0: torch's default).")
+@click.option("--foreach-sgd/--no-foreach-sgd", default=False, show_default=True,
+              help="torch: TorchSGD's update as multi-tensor (torch._foreach) ops (see use_foreach_updates).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+def bench(variant, image_size, batch, precision, data_format, memory_format, jit, steps, warmup, dataset,
+          data_path, data_limit, threads, foreach_sgd, as_json):
+    """Train and inference speed, memory, MACs and TFLOP/s of a variant; 200-epoch estimate.
+
+    Uses the backend in KERAS_BACKEND and its default device. Example (CPU, seconds):
+    `KERAS_BACKEND=torch gdfr bench --variant tiny --steps 2 --batch 8`.
+    """
+    from keras_gdfr.variants import VARIANTS
+
+    if variant not in VARIANTS:
+        raise click.BadParameter(f"unknown variant {variant!r}; see `gdfr recipes`", param_hint="--variant")
+    result = run_bench(variant=variant, image_size=int(image_size), batch=batch, precision=precision,
+                       data_format=data_format, memory_format=memory_format, jit=jit, steps=steps, warmup=warmup,
+                       dataset=dataset, data=data_path, data_limit=data_limit, threads=threads,
+                       foreach_sgd=foreach_sgd)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(format_table(result))
+
+
+@click.command("pack")
+@click.argument("source", type=click.Path(exists=True))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--dataset", default="", help="Dataset name to record (e.g. cifar10); loading checks it.")
+@click.option("--split", "splits", multiple=True, default=("train", "test"), show_default=True,
+              help="Splits to pack (repeatable).")
+def pack(source, out, dataset, splits):
+    """Pack an ImageFolder (folder, .zip, tar) into ONE gzip'd TFRecord file (.tfrecord.gz).
+
+    Every file's bytes (unchanged), label, split and path, and the class names;
+    readable without TensorFlow (`keras_gdfr.data.packed`), loadable with
+    `--data OUT` wherever a dataset is read.
+    """
+    from keras_gdfr.data.packed import SUFFIX, PackedError, pack_imagefolder
+    from keras_gdfr.data.sources import DataError
+
+    if not out.endswith(SUFFIX):
+        raise click.BadParameter(f"the output name must end in {SUFFIX}", param_hint="OUT")
+    started = time.perf_counter()
+    try:
+        packed = pack_imagefolder(source, out, dataset=dataset, splits=splits)
+    except (PackedError, DataError) as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    size = os.path.getsize(out)
+    counts = ", ".join(f"{s} {c:,d}" for s, c in zip(packed.splits, packed.counts))
+    click.echo(f"{out}: {size / 2**20:.1f} MiB, {counts}, {len(packed.class_names)} classes "
+               f"({time.perf_counter() - started:.1f} s)")

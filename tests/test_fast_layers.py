@@ -1,0 +1,187 @@
+"""The layers' speed paths keep their results: fused BatchNorm, in-conv padding, sliced shortcut stride.
+
+- `keras_gdfr.layers.batch_norm.BatchNorm` equals `keras.layers.BatchNormalization`
+  (fused torch path included): same outputs in training and inference, same
+  moving-statistics updates (Keras's rule, biased batch variance), same gradients
+  (torch), same variables and saved weights, in both channel positions and for
+  half-precision inputs. On tensorflow and jax it runs Keras's own code.
+- A GDFRNet saved before these changes (Keras BatchNorm) loads unchanged.
+- The residual block's stride-2 shortcut (a 1x1 conv of every 2nd pixel) trains
+  on torch with odd batch sizes in channels_last (PyTorch 2.13's CPU backward of a
+  strided 1x1 conv on channels_last memory crashes there).
+The numerics of the blocks against NumPy references are in test_layers_reference.py,
+test_fgcm.py and test_backends.py.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_gdfr.layers import batch_norm as B
+
+TORCH = keras.backend.backend() == "torch"
+CASES = [(-1, (6, 5, 4, 7)), (1, (6, 7, 5, 4)), (-1, (9, 3)), (3, (2, 3, 3, 4))]
+
+
+def _pair(axis, shape, rng, momentum=0.9):
+    fused = B.BatchNorm(axis=axis, momentum=momentum, epsilon=1e-5)
+    reference = keras.layers.BatchNormalization(axis=axis, momentum=momentum, epsilon=1e-5)
+    fused.build(shape)
+    reference.build(shape)
+    for mine, theirs in zip(fused.weights, reference.weights):
+        assert mine.path.split("/")[-1] == theirs.path.split("/")[-1]
+        value = rng.uniform(0.5, 1.5, mine.shape).astype("float32")
+        mine.assign(value)
+        theirs.assign(value)
+    return fused, reference
+
+
+def _numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+@pytest.mark.parametrize("axis,shape", CASES)
+def test_training_and_inference_match_keras(axis, shape):
+    rng = np.random.default_rng(0)
+    fused, reference = _pair(axis, shape, rng)
+    x = rng.normal(2.0, 3.0, shape).astype("float32")
+    for _ in range(2):  # two updates of the moving statistics
+        np.testing.assert_allclose(_numpy(fused(x, training=True)), _numpy(reference(x, training=True)),
+                                   rtol=1e-5, atol=2e-5)
+    for mine, theirs in zip(fused.weights, reference.weights):
+        np.testing.assert_allclose(_numpy(mine), _numpy(theirs), rtol=1e-6, atol=1e-6, err_msg=mine.path)
+    np.testing.assert_allclose(_numpy(fused(x, training=False)), _numpy(reference(x, training=False)),
+                               rtol=1e-5, atol=2e-5)
+
+
+def test_frozen_layer_uses_moving_statistics():
+    rng = np.random.default_rng(1)
+    fused, reference = _pair(-1, (4, 3, 3, 5), rng)
+    fused.trainable = reference.trainable = False
+    x = rng.normal(size=(4, 3, 3, 5)).astype("float32")
+    before = _numpy(fused.moving_mean)
+    np.testing.assert_allclose(_numpy(fused(x, training=True)), _numpy(reference(x, training=True)), atol=1e-5)
+    np.testing.assert_array_equal(_numpy(fused.moving_mean), before)
+
+
+@pytest.mark.skipif(not TORCH, reason="gradients through the fused kernel: torch only")
+@pytest.mark.parametrize("axis,shape", CASES[:3])
+def test_gradients_match_keras(axis, shape):
+    import torch
+
+    rng = np.random.default_rng(2)
+    fused, reference = _pair(axis, shape, rng)
+    x = rng.normal(1.0, 2.0, shape).astype("float32")
+    weights = torch.as_tensor(rng.normal(size=shape).astype("float32"))
+    grads = []
+    for layer in (fused, reference):
+        inputs = torch.tensor(x, requires_grad=True)
+        (layer(inputs, training=True) * weights).sum().backward()
+        grads.append([inputs.grad.numpy(), layer.gamma.value.grad.numpy(), layer.beta.value.grad.numpy()])
+    for mine, theirs in zip(*grads):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_inputs_compute_in_float32_like_keras(dtype):
+    rng = np.random.default_rng(3)
+    shape = (8, 4, 4, 6)
+    fused = B.BatchNorm(axis=-1, momentum=0.9, epsilon=1e-5, dtype=f"mixed_{dtype}")
+    reference = keras.layers.BatchNormalization(axis=-1, momentum=0.9, epsilon=1e-5, dtype=f"mixed_{dtype}")
+    fused.build(shape)
+    reference.build(shape)
+    x = keras.ops.cast(rng.normal(size=shape).astype("float32"), dtype)
+    out, expected = fused(x, training=True), reference(x, training=True)
+    assert keras.backend.standardize_dtype(out.dtype) == dtype
+    np.testing.assert_allclose(_numpy(keras.ops.cast(out, "float32")), _numpy(keras.ops.cast(expected, "float32")),
+                               atol=2e-2)
+    np.testing.assert_allclose(_numpy(fused.moving_variance), _numpy(reference.moving_variance), rtol=1e-5)
+
+
+def test_reference_switch_runs_keras_code(monkeypatch):
+    monkeypatch.setattr(B, "FUSED_TORCH", False)
+    rng = np.random.default_rng(4)
+    fused, reference = _pair(-1, (5, 4), rng)
+    x = rng.normal(size=(5, 4)).astype("float32")
+    np.testing.assert_allclose(_numpy(fused(x, training=True)), _numpy(reference(x, training=True)), atol=1e-6)
+
+
+def test_gdfrnet_weights_saved_with_keras_batchnorm_load(tmp_path, monkeypatch):
+    """A GDFRNet saved when its layers used Keras's BatchNormalization loads unchanged (checkpoint compatibility).
+
+    The BatchNorms are sublayers held by attribute (`self.bn1`), so their saved
+    paths are the attribute names, not the class names.
+    """
+    from keras_gdfr.layers import _utils as U
+    from keras_gdfr.models import GDFRNet
+
+    rng = np.random.default_rng(5)
+    with monkeypatch.context() as patch:
+        patch.setattr(U, "BatchNorm", keras.layers.BatchNormalization)
+        theirs = GDFRNet("tiny", input_shape=(16, 16, 3), num_classes=3, data_format="channels_last")
+    assert not any(isinstance(layer, B.BatchNorm) for layer in theirs._flatten_layers())
+    for weight in theirs.weights:
+        weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype("float32"))
+    theirs.save_weights(tmp_path / "model.weights.h5")
+    mine = GDFRNet("tiny", input_shape=(16, 16, 3), num_classes=3, data_format="channels_last")
+    assert any(isinstance(layer, B.BatchNorm) for layer in mine._flatten_layers())
+    assert [(w.path, tuple(w.shape)) for w in mine.weights] == [(w.path, tuple(w.shape)) for w in theirs.weights]
+    mine.load_weights(tmp_path / "model.weights.h5")
+    for a, b in zip(mine.weights, theirs.weights):
+        np.testing.assert_array_equal(_numpy(a), _numpy(b))
+    x = rng.normal(size=(2, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(_numpy(mine(x, training=False)), _numpy(theirs(x, training=False)), rtol=1e-4, atol=1e-4)
+
+
+def test_config_round_trip():
+    layer = B.BatchNorm(axis=1, momentum=0.9, epsilon=1e-5, name="bn")
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(clone) is B.BatchNorm
+    assert clone.get_config() == layer.get_config()
+
+
+_ODD_BATCHES = """
+import keras, numpy as np
+from keras_gdfr.layers import ResidualBlock
+block = ResidualBlock(16, strides=2, data_format="channels_last")
+for batch in (3, 5):
+    x = keras.ops.convert_to_tensor(np.random.default_rng(0).normal(size=(batch, 9, 9, 8)).astype("float32"))
+    x.requires_grad_(True)
+    y = block(x, training=True)
+    y.sum().backward()
+    print(tuple(y.shape), float(x.grad.abs().sum()) > 0)
+"""
+
+
+@pytest.mark.skipif(not TORCH, reason="the crash this guards against is PyTorch's")
+def test_strided_shortcut_trains_with_odd_batches_channels_last():
+    """In a subprocess: the PyTorch bug this avoids is a segmentation fault, not an exception."""
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(repo)}
+    done = subprocess.run([sys.executable, "-c", _ODD_BATCHES], env=env, cwd=repo,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-2:] == ["(3, 5, 5, 16) True", "(5, 5, 5, 16) True"]
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_sliced_shortcut_equals_strided_conv(data_format):
+    """The shortcut's stride by slicing equals a stride-2 1x1 conv with the same kernel (odd sizes too)."""
+    from keras_gdfr.layers import ResidualBlock
+
+    rng = np.random.default_rng(6)
+    shape = (2, 7, 9, 4) if data_format == "channels_last" else (2, 4, 7, 9)
+    block = ResidualBlock(6, strides=2, data_format=data_format)
+    block.build(shape)
+    x = rng.normal(size=shape).astype("float32")
+    got = _numpy(block.shortcut(x[:, ::2, ::2, :] if data_format == "channels_last" else x[:, :, ::2, ::2]))
+    want = _numpy(keras.ops.conv(x, block.shortcut.kernel, strides=2, padding="valid", data_format=data_format))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert block.compute_output_shape(shape) == tuple(_numpy(block(x, training=False)).shape)

@@ -208,6 +208,9 @@ def test_info_reports_schedule_and_counts():
     assert facts["batch_size"] == 128 and facts["milestones"] == [60, 120, 160] and facts["epochs"] == 200
     text = gdfr("info", "recipes/imagenette.toml", "--variant", "tiny", "--epochs", 100, check=True).stdout
     assert "batch 64" in text and "30/60/80 of 100" in text
+    # 256 px: every variant takes ResNet-34's 7x7 stem + max-pool (net2 = net1 there).
+    large = json.loads(gdfr("info", "recipes/imagenette.toml", "--variant", "net2", "--json", check=True).stdout)
+    assert large["overrides"] == {"stem": "7x7"} and large["params"] == 21_289_802
 
 
 def test_recipes_lists_recipes_and_variants():

@@ -28,6 +28,9 @@ class DatasetSpec:
         mean, std: per-channel normalisation statistics on [0, 1] images.
         batch_size: the paper's batch size (Table 2: 128 at 32 px, 64 at 256 px).
         download_url: official archive, for sources outside tfds.
+        stem: the stem every variant uses on this dataset, or None for the
+            variant's own. 256-px datasets use ResNet-34's 7x7 stride-2 stem +
+            max-pool for all (section 2.5; why Table 9 has no net2 row there).
     """
 
     name: str
@@ -43,6 +46,7 @@ class DatasetSpec:
     std: tuple[float, float, float]
     batch_size: int
     download_url: str | None = None
+    stem: str | None = None
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -67,12 +71,12 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             "imagenette", 10, 256, 9_469, 3_925, "tfds", "imagenette/full-size-v2",
-            ("train", "validation"), True, IMAGENET_MEAN, IMAGENET_STD, 64,
+            ("train", "validation"), True, IMAGENET_MEAN, IMAGENET_STD, 64, stem="7x7",
         ),
         DatasetSpec(
             "imagewoof", 10, 256, 9_025, 3_929, "imagewoof", None, ("train", "val"), True,
             IMAGENET_MEAN, IMAGENET_STD, 64,
-            "https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2.tgz",
+            "https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2.tgz", stem="7x7",
         ),
     )
 }

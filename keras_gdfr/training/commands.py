@@ -196,14 +196,15 @@ def info(recipe, variant, sets, epochs, as_json, layers):
 
     spec, train_config = parsed.spec, parsed.train
     num_classes = len(parsed.data.classes) or spec.num_classes
-    count = count_variant(parsed.model.variant, spec.image_size, num_classes, **parsed.model.overrides)
+    overrides = parsed.model_overrides()
+    count = count_variant(parsed.model.variant, spec.image_size, num_classes, **overrides)
     facts = dict(
         recipe=str(recipe), dataset=spec.name, image_size=spec.image_size, num_classes=num_classes,
         train_size=spec.train_size, test_size=spec.test_size, epochs=train_config.epochs,
         batch_size=train_config.batch_size, lr=train_config.lr, milestones=list(train_config.milestones),
         lr_gamma=train_config.lr_gamma, momentum=train_config.momentum, weight_decay=train_config.weight_decay,
         label_smoothing=train_config.label_smoothing, variant=parsed.model.variant,
-        overrides=dict(parsed.model.overrides), params=count.params, macs=count.macs,
+        overrides=overrides, params=count.params, macs=count.macs,
         macs_tconv_output_convention=count.macs_tconv_output_convention,
     )
     if as_json:

@@ -371,10 +371,16 @@ class Recipe:
         """The dataset's facts (`DATASETS[data.dataset]`)."""
         return DATASETS[self.data.dataset]
 
+    def model_overrides(self) -> dict:
+        """The `GDFRNet` knob overrides: the dataset's stem where it fixes one (256 px:
+        7x7, `DatasetSpec.stem`), then `[model.overrides]`."""
+        stem = {"stem": self.spec.stem} if self.spec.stem else {}
+        return {**stem, **self.model.overrides}
+
     def model_config(self) -> dict:
         """The `GDFRNet` keyword arguments: the variant's, then the overrides."""
         config = variant_config(self.model.variant)
-        config.update(self.model.overrides)
+        config.update(self.model_overrides())
         return config
 
     def summary(self) -> str:

@@ -81,12 +81,11 @@ def _pipeline_spec(recipe: Recipe):
 
 def build_model(recipe: Recipe, num_classes: int) -> keras.Model:
     keras.mixed_precision.set_global_policy(recipe.train.precision)
-    overrides = dict(recipe.model.overrides)
     return GDFRNet(
         recipe.model.variant,
         input_shape=_input_shape(recipe.spec.image_size),
         num_classes=num_classes,
-        **overrides,
+        **recipe.model_overrides(),
     )
 
 

@@ -129,7 +129,8 @@ def main():
     from keras_gdfr.data.sources import load_dataset
     from keras_gdfr.data.specs import DATASETS
     from keras_gdfr.models import GDFRNet
-    from keras_gdfr.training.optimizer import MultiStepLR, TorchSGD
+    from keras_gdfr.training.optimizer import MultiStepLR, TorchSGD, compile_for_training
+    from keras_gdfr.training.schedule import MOMENTUM, PAPER_GAMMA, PAPER_LR, WEIGHT_DECAY
 
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
@@ -146,15 +147,13 @@ def main():
     model = GDFRNet(args.variant, input_shape=shape, num_classes=10, data_format=args.data_format)
     drop = bool(args.jit)  # one batch shape for a compiled step
     steps = len(train.labels) // args.batch if drop else math.ceil(len(train.labels) / args.batch)
-    schedule = MultiStepLR(0.1, [], 0.2)  # epochs 1-2 at lr 0.1; milestones set once E is known
-    optimizer = TorchSGD(schedule, momentum=0.9, weight_decay=5e-4)
+    schedule = MultiStepLR(PAPER_LR, [], PAPER_GAMMA)  # epochs 1-2 at lr 0.1; milestones set once E is known
+    optimizer = TorchSGD(schedule, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     if args.foreach_sgd:
         from keras_gdfr.bench import use_foreach_updates
 
         use_foreach_updates(optimizer)
-    model.compile(optimizer=optimizer, jit_compile=args.jit,
-                  loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    compile_for_training(model, optimizer, jit_compile=args.jit)
     common = dict(data_format=args.data_format, memory_format=args.memory_format)
     test_data = DeviceEvalData(test.images, test.labels, spec, batch_size=args.eval_batch, **common)
     events.emit("start", variant=args.variant, params=int(sum(np.prod(w.shape) for w in model.trainable_weights)),

@@ -213,7 +213,8 @@ def run_bench(variant: str = "gdfrnet", image_size: int = 32, batch: int | None 
     from keras_gdfr.data.specs import DATASETS
     from keras_gdfr.layers import batch_norm
     from keras_gdfr.models import GDFRNet
-    from keras_gdfr.training.optimizer import TorchSGD
+    from keras_gdfr.training.optimizer import TorchSGD, compile_for_training
+    from keras_gdfr.training.schedule import PAPER_LR
 
     backend = keras.backend.backend()
     if threads and backend == "torch":
@@ -248,15 +249,10 @@ def run_bench(variant: str = "gdfrnet", image_size: int = 32, batch: int | None 
 
         if torch.cuda.is_available():
             torch.backends.cudnn.benchmark = True  # pick the fastest conv algorithms for these shapes
-    optimizer = TorchSGD(0.1)
+    optimizer = TorchSGD(PAPER_LR)
     if foreach_sgd:
         use_foreach_updates(optimizer)
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-        jit_compile=jit,
-    )
+    compile_for_training(model, optimizer, jit_compile=jit)
     batches = _make_batches(keras, min(4, max(1, steps)), batch, shape, num_classes, memory_format, seed)
     sync = _Sync(model, backend)
     if backend == "torch":

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from keras_gdfr.training.schedule import MOMENTUM, WEIGHT_DECAY, rate_after
+from keras_gdfr.training.schedule import LABEL_SMOOTHING, MOMENTUM, WEIGHT_DECAY, rate_after
 
 
 @keras.saving.register_keras_serializable(package="keras_gdfr")
@@ -227,4 +227,18 @@ def optimizer_from_recipe(train, steps_per_epoch: int) -> TorchSGD:
         momentum=train.momentum,
         weight_decay=train.weight_decay,
         decay_exclude=train.decay_exclude,
+    )
+
+
+def compile_for_training(model, optimizer, *, label_smoothing: float = LABEL_SMOOTHING, jit_compile=False) -> None:
+    """Compile `model` (logits out) with the paper's loss and the metric every run reports.
+
+    Label-smoothed cross-entropy on one-hot targets and `accuracy`: the one place
+    `gdfr train`, `gdfr bench` and the GPU schedule script set them.
+    """
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        jit_compile=jit_compile,
     )

@@ -26,7 +26,7 @@ from keras_gdfr.data.sources import SplitData, load_dataset
 from keras_gdfr.models import GDFRNet
 from keras_gdfr.training import checkpoints
 from keras_gdfr.training.events import EVAL_FILE, MODEL_FILE, RECIPE_FILE, EventWriter
-from keras_gdfr.training.optimizer import optimizer_from_recipe
+from keras_gdfr.training.optimizer import compile_for_training, optimizer_from_recipe
 from keras_gdfr.training.recipe import Recipe
 from keras_gdfr.training.schedule import lr_at_epoch
 
@@ -91,11 +91,8 @@ def build_model(recipe: Recipe, num_classes: int) -> keras.Model:
 
 def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int):
     optimizer = optimizer_from_recipe(recipe.train, steps_per_epoch)
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=recipe.train.label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-        jit_compile=recipe.train.jit_compile,
+    compile_for_training(
+        model, optimizer, label_smoothing=recipe.train.label_smoothing, jit_compile=recipe.train.jit_compile
     )
     return optimizer
 

@@ -20,6 +20,7 @@ RECIPE_FILE = "recipe.json"
 EVAL_FILE = "eval.json"
 MODEL_FILE = "model.keras"
 OUTPUT_LOG = "output.log"
+LOCK_FILE = "run.lock"  # flock()ed by the live trainer (keras_gdfr/training/runlock.py)
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:

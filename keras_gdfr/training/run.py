@@ -28,6 +28,7 @@ from keras_gdfr.training import checkpoints
 from keras_gdfr.training.events import EVAL_FILE, MODEL_FILE, RECIPE_FILE, EventWriter
 from keras_gdfr.training.optimizer import compile_for_training, optimizer_from_recipe
 from keras_gdfr.training.recipe import Recipe
+from keras_gdfr.training.runlock import RunLock, RunLocked
 from keras_gdfr.training.schedule import lr_at_epoch
 
 PROGRESS_INTERVAL_S = 1.0
@@ -232,12 +233,30 @@ def _fit(model, recipe, train_data, test_data, run_dir, events, initial_epoch, b
     return monitor
 
 
+def _lock_run_dir(run_dir: pathlib.Path) -> RunLock:
+    """Take the run directory's lock (held until the run ends), or say who holds it."""
+    lock = RunLock(run_dir, keras.backend.backend())
+    try:
+        lock.acquire()
+    except RunLocked as error:
+        raise RunError(str(error)) from None
+    return lock
+
+
 def run(recipe: Recipe, run_dir: pathlib.Path, *, resume: bool = False) -> RunResult:
     """Train `recipe` into `run_dir` (new, or resumed from its last checkpoint)."""
     run_dir = pathlib.Path(run_dir)
     if not resume and run_dir.exists() and any(run_dir.iterdir()):
         raise RunError(f"{run_dir}: run directory already exists and is not empty; pass --resume {run_dir} to continue it")
     run_dir.mkdir(parents=True, exist_ok=True)
+    lock = _lock_run_dir(run_dir)
+    try:
+        return _run_locked(recipe, run_dir, resume)
+    finally:
+        lock.release()
+
+
+def _run_locked(recipe: Recipe, run_dir: pathlib.Path, resume: bool) -> RunResult:
     if not resume:
         _write_json(run_dir / RECIPE_FILE, recipe.to_dict())
     started = time.perf_counter()

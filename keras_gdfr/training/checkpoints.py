@@ -80,7 +80,6 @@ def atomic_write_file(path: pathlib.Path, write, suffix: str = "") -> pathlib.Pa
     try:
         write(tmp)
         _fsync_file(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # the mode a plain open() gives, not mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         _remove(tmp)

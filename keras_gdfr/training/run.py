@@ -9,6 +9,7 @@ needs goes into the run directory (docs/run-directory.md).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -38,6 +39,20 @@ PROGRESS_INTERVAL_S = 1.0
 
 class RunError(Exception):
     """A run that cannot start or continue; the message names the offending input."""
+
+
+class DiskFull(RunError):
+    """The disk filled while the run wrote; temp files are gone and the last complete checkpoint is kept."""
+
+
+def _disk_full(error: OSError, run_dir: pathlib.Path) -> DiskFull:
+    done = _epochs_done(run_dir)
+    kept = f"the last complete checkpoint (epoch {done}) is kept" if done else "no checkpoint was saved yet"
+    where = error.filename or run_dir
+    return DiskFull(
+        f"{where}: disk full ({os.strerror(error.errno)}); {kept} and temp files were removed. "
+        f"Free some space, then: gdfr train --resume {run_dir}"
+    )
 
 
 @dataclasses.dataclass
@@ -298,20 +313,28 @@ def run(recipe: Recipe, run_dir: pathlib.Path, *, resume: bool = False) -> RunRe
     created = _create_run_dir(run_dir)
     lock = _lock_run_dir(run_dir)
     try:
-        if not resume:
-            _check_new_run_dir(run_dir)  # again, now that no other trainer can write it
-        checkpoints.clean_temp(run_dir)  # what killed writers left; no writer is live (we hold the lock)
-        if resume:
-            return _run_locked(recipe, run_dir, resume)
-        _write_json(run_dir / RECIPE_FILE, recipe.to_dict())
-        try:
-            return _run_locked(recipe, run_dir, resume)
-        except Exception:
-            if not (run_dir / checkpoints.CHECKPOINT_DIR).exists():
-                _discard_failed_start(run_dir, created)
-            raise
+        return _run_in_locked_dir(recipe, run_dir, resume, created)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(error, run_dir) from None
+        raise
     finally:
         lock.release()
+
+
+def _run_in_locked_dir(recipe: Recipe, run_dir: pathlib.Path, resume: bool, created: bool) -> RunResult:
+    if not resume:
+        _check_new_run_dir(run_dir)  # again, now that no other trainer can write it
+    checkpoints.clean_temp(run_dir)  # what killed writers left; no writer is live (we hold the lock)
+    if resume:
+        return _run_locked(recipe, run_dir, resume)
+    _write_json(run_dir / RECIPE_FILE, recipe.to_dict())
+    try:
+        return _run_locked(recipe, run_dir, resume)
+    except Exception:
+        if not (run_dir / checkpoints.CHECKPOINT_DIR).exists():
+            _discard_failed_start(run_dir, created)
+        raise
 
 
 def _run_locked(recipe: Recipe, run_dir: pathlib.Path, resume: bool) -> RunResult:

@@ -219,14 +219,23 @@ def clean_temp(run_dir) -> list[pathlib.Path]:
     return left
 
 
+def why_incomplete(path: pathlib.Path) -> str | None:
+    """What is wrong with an epoch directory (naming the file), or None when it is complete."""
+    for name in CHECKPOINT_FILES:
+        if not (path / name).is_file():
+            return f"{path / name}: missing"
+    try:
+        epoch = int(json.loads((path / "state.json").read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"{path / 'state.json'}: unreadable ({_short(error)})"
+    if epoch != epoch_of(path):
+        return f"{path / 'state.json'}: says epoch {epoch}, not {epoch_of(path)}"
+    return None
+
+
 def is_complete(path: pathlib.Path) -> bool:
     """Whether an epoch directory holds all its files and a state.json of its own epoch."""
-    if not all((path / name).is_file() for name in CHECKPOINT_FILES):
-        return False
-    try:
-        return int(json.loads((path / "state.json").read_text())["epoch"]) == epoch_of(path)
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+    return why_incomplete(path) is None
 
 
 def complete_checkpoints(run_dir) -> list[pathlib.Path]:
@@ -254,9 +263,10 @@ def find_checkpoint(run_dir) -> tuple[pathlib.Path | None, str | None]:
         except (OSError, ValueError, KeyError, TypeError) as error:
             problem = f"{pointer} is unreadable ({error})"
         else:
-            if is_complete(path):
+            if not path.is_dir():
+                problem = f"{path} (named by {POINTER}) is missing"
+            elif (problem := why_incomplete(path)) is None:
                 return path, None
-            problem = f"{path} (named by {POINTER}) is missing or incomplete"
     found = complete_checkpoints(run_dir)
     if found:
         return found[-1], f"{problem}; resuming from the newest complete checkpoint, {found[-1].name}"

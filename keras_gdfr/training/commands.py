@@ -34,6 +34,11 @@ def _ensure_backend(backend: str) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "keras_gdfr.cli", *sys.argv[1:]], env)
 
 
+def _absolute(path: str | None) -> str | None:
+    """--data as an absolute path: recipe.json keeps it, and a --resume from another folder must find it."""
+    return os.path.abspath(os.path.expanduser(path)) if path else path
+
+
 def _load_recipe(recipe_path, **kwargs):
     from keras_gdfr.training.recipe import RecipeError, load_recipe
 
@@ -92,7 +97,7 @@ def train(recipe, variant, sets, epochs, batch_size, data, limit_train, limit_te
         if not recipe:
             _fail("missing RECIPE (a .toml file or a recipe name); see `gdfr recipes`", 2)
         sets = list(sets) + ([f"train.batch_size={batch_size}"] if batch_size else [])
-        parsed = _load_recipe(recipe, variant=variant, sets=sets, epochs=epochs, data=data,
+        parsed = _load_recipe(recipe, variant=variant, sets=sets, epochs=epochs, data=_absolute(data),
                               limit_train=limit_train, limit_test=limit_test)
         run_path = None
     _ensure_backend(parsed.train.backend)
@@ -147,7 +152,7 @@ def eval_command(target, data, recipe_path, out):
         recipe = _load_recipe(recipe_path)
         model_file, out_dir = target, target.parent
     if data:
-        recipe = _with_data(recipe, data)
+        recipe = _with_data(recipe, _absolute(data))
     _ensure_backend(recipe.train.backend)
 
     from keras_gdfr.data.sources import DataError

@@ -23,7 +23,7 @@ import numpy as np
 
 from keras_gdfr.counting import count_model
 from keras_gdfr.data import pipeline
-from keras_gdfr.data.sources import SplitData, load_dataset
+from keras_gdfr.data.sources import DataError, SplitData, load_dataset
 from keras_gdfr.models import GDFRNet
 from keras_gdfr.training import checkpoints
 from keras_gdfr.training.events import (
@@ -90,7 +90,21 @@ def load_splits(recipe: Recipe) -> tuple[SplitData, SplitData]:
     )
     train = load_dataset(data.dataset, "train", limit=data.limit_train or None, **common)
     test = load_dataset(data.dataset, "test", limit=data.limit_test or None, **common)
+    check_same_classes(train, test)
     return train, test
+
+
+def check_same_classes(train: SplitData, test: SplitData) -> None:
+    """Labels are class indices in folder order: a renamed or missing test folder shifts them all."""
+    if train.class_names == test.class_names:
+        return
+    only_train = sorted(set(train.class_names) - set(test.class_names))
+    only_test = sorted(set(test.class_names) - set(train.class_names))
+    differ = "; ".join(part for part in (
+        f"only in train: {', '.join(only_train)}" if only_train else "",
+        f"only in test: {', '.join(only_test)}" if only_test else "",
+    ) if part) or "same names in another order"
+    raise DataError(f"the train and test splits have different classes ({differ}); test data: {test.description}")
 
 
 def _pipeline_spec(recipe: Recipe):

@@ -165,7 +165,10 @@ def test_nan_loss_stops_with_an_error_event(cifar10_zip, tmp_path):
     errors = [e for e in log if e["event"] == "error"]
     assert errors and errors[0]["kind"] == "nan_loss"
     assert "loss became" in errors[0]["message"] and "last good checkpoint is kept" in errors[0]["message"]
+    # The terminal says why too (it said only "failed: 0 epoch(s)").
+    assert result.stderr.strip().splitlines()[-1] == f"error: {errors[0]['message']} (run directory: {run_dir})"
     assert log[-1]["event"] == "run_end" and log[-1]["status"] == "failed"
+    assert log[-1]["best_val_accuracy"] is None  # no epoch validated: not -1.0, outside [0, 1]
     assert not (run_dir / "model.keras").exists()
 
 

@@ -104,6 +104,23 @@ def train(recipe, variant, sets, epochs, batch_size, data, limit_train, limit_te
     _train(parsed, run_path, run_dir, resume=bool(resume_dir))
 
 
+def _warnings_in_one_line() -> None:
+    """A DataWarning (skipped images) as one "warning: ..." line, without Python's source line under it."""
+    import warnings
+
+    from keras_gdfr.data.sources import DataWarning
+
+    show = warnings.showwarning
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DataWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = one_line
+
+
 def _train(recipe, run_path, run_dir, *, resume: bool):
     from keras_gdfr.data.sources import DataError
     from keras_gdfr.training.checkpoints import CheckpointError
@@ -111,6 +128,7 @@ def _train(recipe, run_path, run_dir, *, resume: bool):
 
     run_path = run_path or (pathlib.Path(run_dir) if run_dir else default_run_dir(recipe))
     click.echo(f"run directory: {run_path}\n{recipe.summary()}")
+    _warnings_in_one_line()
     try:
         result = run(recipe, run_path, resume=resume)
     except DiskFull as error:

@@ -90,6 +90,9 @@ def load_splits(recipe: Recipe) -> tuple[SplitData, SplitData]:
     )
     train = load_dataset(data.dataset, "train", limit=data.limit_train or None, **common)
     test = load_dataset(data.dataset, "test", limit=data.limit_test or None, **common)
+    for split in (train, test):
+        if len(split) == 0:  # else Keras's "steps_per_epoch=0" error
+            raise DataError(f"no readable images: {split.description}")
     check_same_classes(train, test)
     return train, test
 

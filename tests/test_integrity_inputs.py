@@ -117,3 +117,13 @@ def test_the_evaluation_loss_is_the_validation_loss_even_for_extreme_logits():
     val_loss = model.evaluate(val, verbose=0, return_dict=True)["loss"]
     assert val_loss > 30  # logits hundreds apart: probabilities far below 1e-12
     assert evaluate(model, data, recipe, "test")["loss"] == pytest.approx(val_loss, rel=1e-5)
+
+
+def test_the_schedule_is_printed_epoch_by_epoch():
+    from keras_gdfr.training.commands import schedule_line
+
+    three = load_recipe("recipes/cifar10.toml", epochs=3).train  # the README's main command
+    assert schedule_line(three) == "schedule: lr 0.1 for epoch 1, 0.02 for 2, 0.004 for 3 (SGD momentum 0.9, batch 128)"
+    paper = load_recipe("recipes/cifar10.toml").train
+    assert schedule_line(paper).startswith("schedule: lr 0.1 for epochs 1-60, 0.02 for 61-120, 0.004 for 121-160, "
+                                           "0.0008 for 161-200")

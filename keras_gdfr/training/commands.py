@@ -121,13 +121,33 @@ def _warnings_in_one_line() -> None:
     warnings.showwarning = one_line
 
 
+def schedule_line(train) -> str:
+    """The learning rate of every epoch, in words: "lr 0.1 for epochs 1-60, 0.02 for 61-120, ..."."""
+    from keras_gdfr.training.schedule import lr_at_epoch
+
+    stages: list[list] = []  # [rate, first epoch, last epoch]
+    for epoch in range(1, train.epochs + 1):
+        rate = lr_at_epoch(epoch, lr=train.lr, milestones=train.milestones, gamma=train.lr_gamma)
+        if stages and stages[-1][0] == rate:
+            stages[-1][2] = epoch
+        else:
+            stages.append([rate, epoch, epoch])
+    parts = []
+    for rate, first, last in stages:
+        span = str(first) if first == last else f"{first}-{last}"
+        if not parts:
+            span = ("epoch " if first == last else "epochs ") + span
+        parts.append(f"{rate:.3g} for {span}")
+    return f"schedule: lr {', '.join(parts)} (SGD momentum {train.momentum:g}, batch {train.batch_size})"
+
+
 def _train(recipe, run_path, run_dir, *, resume: bool):
     from keras_gdfr.data.sources import DataError
     from keras_gdfr.training.checkpoints import CheckpointError
     from keras_gdfr.training.run import DiskFull, RunError, default_run_dir, run
 
     run_path = run_path or (pathlib.Path(run_dir) if run_dir else default_run_dir(recipe))
-    click.echo(f"run directory: {run_path}\n{recipe.summary()}")
+    click.echo(f"run directory: {run_path}\n{recipe.summary()}\n{schedule_line(recipe.train)}")
     _warnings_in_one_line()
     try:
         result = run(recipe, run_path, resume=resume)

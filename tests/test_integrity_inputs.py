@@ -17,7 +17,7 @@ from tests import data_fixtures as fx
 
 
 def test_data_paths_that_hold_no_data_are_one_line_and_download_nothing(tmp_path):
-    with pytest.raises(DataError, match=rf"^{tmp_path / 'typo'}: no such file or folder$"):
+    with pytest.raises(DataError, match=rf"^{tmp_path / 'typo'}: no such file or folder \(the data path does not exist\)$"):
         load_dataset("cifar10", "train", data_dir=tmp_path / "typo")
     for dataset in ("gtsrb", "imagewoof"):  # these used to create the mistyped folder and download into it
         with pytest.raises(DataError, match="no such file or folder"):

@@ -24,6 +24,7 @@ from keras_gdfr.counting import count_model
 from keras_gdfr.data import pipeline
 from keras_gdfr.data.sources import SplitData, load_dataset
 from keras_gdfr.models import GDFRNet
+from keras_gdfr.saving import save_run_model
 from keras_gdfr.training import checkpoints
 from keras_gdfr.training.events import EVAL_FILE, MODEL_FILE, RECIPE_FILE, EventWriter
 from keras_gdfr.training.optimizer import compile_for_training, optimizer_from_recipe
@@ -204,7 +205,8 @@ def evaluate(model: keras.Model, data: SplitData, recipe: Recipe, source: str) -
     targets = np.full((len(data), k), smoothing / k)
     targets[np.arange(len(data)), data.labels] += 1.0 - smoothing
     loss = float(-(targets * np.log(np.clip(probs, 1e-12, 1.0))).sum(axis=1).mean())
-    return evaluation_report(data.labels, probs, data.class_names, loss=loss, source=data.description, checkpoint=source)
+    return evaluation_report(data.labels, probs, data.class_names, loss=loss, source=data.description, checkpoint=source,
+                             dataset=recipe.data.dataset)
 
 
 # ---------------------------------------------------------------------------
@@ -298,7 +300,7 @@ def _run(recipe, run_dir, resume, events, stop, started) -> RunResult:
     if stop.signal_name or epochs_done < recipe.train.epochs:
         events.emit("run_end", status="interrupted", epoch=epochs_done, seconds=seconds(), best_val_accuracy=best, test=None)
         return RunResult(run_dir, "interrupted", epochs_done, None)
-    model.save(run_dir / MODEL_FILE)
+    save_run_model(model, recipe, run_dir, train_data.class_names)  # raw 0-255 images in (keras_gdfr.saving)
     report = evaluate(model, test_data, recipe, MODEL_FILE)
     _write_json(run_dir / EVAL_FILE, report)
     test = {"accuracy": report["accuracy"], "loss": report["loss"]}

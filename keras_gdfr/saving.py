@@ -58,7 +58,7 @@ def with_preprocessing(model: keras.Model, mean, std) -> keras.Model:
     """
     if has_preprocessing(model):
         return model
-    data_format = _data_format(model)
+    data_format = model_data_format(model)
     preprocessing = ImageNormalization(mean, std, data_format=data_format, name=PREPROCESSING_LAYER)
 
     def call(inputs, layer, *args, **kwargs):
@@ -82,7 +82,7 @@ def without_preprocessing(model: keras.Model) -> keras.Model:
     return _rewired(model, call)
 
 
-def _data_format(model: keras.Model) -> str:
+def model_data_format(model: keras.Model) -> str:
     for layer in model.layers:
         if hasattr(layer, "data_format"):
             return layer.data_format

@@ -162,3 +162,15 @@ def test_a_missing_runtime_says_what_to_install(monkeypatch, tiny_raw_model, tmp
     with pytest.raises(ex.ExportError, match=r"^--format onnx needs onnxruntime: pip install onnxruntime$"):
         ex.export_and_check(tiny_raw_model, "onnx", tmp_path / "m.onnx", np.zeros((1, 32, 32, 3), "float32"))
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_the_saved_model_normalises_exactly_when_the_recipe_does(normalize, tmp_path):
+    recipe = load_recipe("cifar10", variant="tiny", sets=[f"augment.normalize={str(normalize).lower()}"])
+    model = build_model(recipe, 10)
+    save_run_model(model, recipe, tmp_path, [str(i) for i in range(10)])
+    saved = load_model(tmp_path / MODEL_FILE, compile=False)
+    assert has_preprocessing(saved) == normalize
+    fed = pipeline_model(saved, recipe)  # what `gdfr eval` feeds with the recipe's pipeline
+    assert not has_preprocessing(fed) if normalize else fed is saved
+    assert [w.path for w in fed.weights] == [w.path for w in model.weights]

@@ -174,3 +174,24 @@ def test_the_saved_model_normalises_exactly_when_the_recipe_does(normalize, tmp_
     fed = pipeline_model(saved, recipe)  # what `gdfr eval` feeds with the recipe's pipeline
     assert not has_preprocessing(fed) if normalize else fed is saved
     assert [w.path for w in fed.weights] == [w.path for w in model.weights]
+
+
+def test_predict_on_256px_photos_matches_evals_predictions(imagenette_zip, tmp_path):
+    # The large-image path: shorter side to 288, centre 256 crop, as the test split is read.
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    recipe = load_recipe("imagenette", variant="tiny", data=str(imagenette_zip), limit_train=10, limit_test=10)
+    (run_dir / RECIPE_FILE).write_text(json.dumps(recipe.to_dict()))
+    _, test = load_splits(recipe)
+    keras.utils.set_random_seed(2)
+    model = build_model(recipe, test.num_classes)
+    _randomise_batchnorm(model, seed=2)
+    save_run_model(model, recipe, run_dir, test.class_names)
+    eval_probs = predict_split(pipeline_model(load_model(run_dir / MODEL_FILE, compile=False), recipe), test, recipe)
+    rows = predict_files(run_dir, _extract(test.paths, tmp_path), top_k=10)
+    assert [row["top"][0]["index"] for row in rows] == eval_probs.argmax(axis=1).tolist()
+    for row, probs in zip(rows, eval_probs):
+        by_index = {t["index"]: t["probability"] for t in row["top"]}
+        np.testing.assert_allclose([by_index[i] for i in range(10)], probs, atol=1e-5)
+    names = json.loads((run_dir / CLASS_NAMES_FILE).read_text())
+    assert names["class_ids"][0] == "n01440764" and names["class_names"][0] == "tench"

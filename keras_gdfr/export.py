@@ -160,7 +160,7 @@ def export_and_check(model, fmt: str, path, images) -> dict:
 
 
 def sample_images(loaded, image_targets, count: int):
-    """Real raw images to compare on: `image_targets` (files/folders), else the run's test split."""
+    """(real raw images to compare on, what they are): `image_targets` (files/folders), else the run's test split."""
     from keras_gdfr.predict import image_files, model_image_size, read_images
     from keras_gdfr.saving import model_data_format
 
@@ -168,22 +168,21 @@ def sample_images(loaded, image_targets, count: int):
     size = loaded.recipe.spec.image_size if loaded.recipe is not None else model_image_size(loaded.model)
     if image_targets:
         files = image_files(image_targets)[:count]
-        return read_images([p.read_bytes() for p in files], size, data_format), f"{len(files)} images from {', '.join(image_targets)}"
+        images = read_images([p.read_bytes() for p in files], size, data_format)
+        return images, f"{len(files)} images from {', '.join(image_targets)}"
     if loaded.recipe is None:
         raise ExportError(f"{loaded.source}: no recipe.json beside it; pass --images with real images to check on")
+    from keras_gdfr.training.recipe import Recipe
     from keras_gdfr.training.run import load_splits
 
     payload = loaded.recipe.to_dict()
     payload["data"]["limit_test"] = count
-    from keras_gdfr.training.recipe import Recipe
-
     _, test = load_splits(Recipe.from_dict(payload, origin=str(loaded.source)))
-    payloads = test.encoded if test.encoded is not None else None
-    if payloads is None:  # 32-px data: already S x S uint8
+    if test.encoded is not None:  # 256-px data: decoded, resized and cropped as the test split is
+        images = read_images(test.encoded, size, data_format)
+    else:  # 32-px data: already S x S uint8
         images = test.images.astype("float32")
         images = images.transpose(0, 3, 1, 2) if data_format == "channels_first" else images
-    else:
-        images = read_images(payloads, size, data_format)
     return images, f"{len(test)} images of {test.description}"
 
 

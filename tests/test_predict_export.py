@@ -195,3 +195,16 @@ def test_predict_on_256px_photos_matches_evals_predictions(imagenette_zip, tmp_p
         np.testing.assert_allclose([by_index[i] for i in range(10)], probs, atol=1e-5)
     names = json.loads((run_dir / CLASS_NAMES_FILE).read_text())
     assert names["class_ids"][0] == "n01440764" and names["class_names"][0] == "tench"
+
+
+def test_keras_own_torch_export_traces_frm(tiny_raw_model, tmp_path):
+    # FRM used ops.split, whose sizes are data-dependent on torch: torch.export refused the model.
+    if keras.backend.backend() != "torch":
+        pytest.skip("format='torch' is the torch backend's export")
+    import torch
+
+    tiny_raw_model.export(str(tmp_path / "keras.pt2"), format="torch", verbose=False)
+    images = np.random.default_rng(3).integers(0, 256, (1, 32, 32, 3)).astype("float32")
+    with torch.no_grad():
+        got = torch.export.load(str(tmp_path / "keras.pt2")).module()(torch.from_numpy(images)).numpy()
+    np.testing.assert_allclose(got, tiny_raw_model.predict(images, verbose=0), atol=1e-5)

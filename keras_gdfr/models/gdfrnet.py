@@ -7,6 +7,7 @@ builder `GDFRNet(variant=..., **overrides)`. The named configurations live in
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import keras
@@ -85,7 +86,7 @@ POOLINGS = (None, "avg", "max")
 def _check_head_args(include_top, num_classes, pooling) -> None:
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
-    if include_top and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1):
+    if include_top and (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1):
         raise ValueError(
             "num_classes must be a positive integer when include_top=True "
             f"(include_top=False builds the backbone alone). Received: num_classes={num_classes!r}"
@@ -286,7 +287,7 @@ def GDFRNet(
     elif pool == "max":
         x = keras.layers.GlobalMaxPooling2D(data_format=df, name="max_pool")(x)
     if include_top:
-        x = keras.layers.Dense(num_classes, activation=classifier_activation, dtype=_head_dtype(head_dtype), name="head")(x)
+        x = keras.layers.Dense(int(num_classes), activation=classifier_activation, dtype=_head_dtype(head_dtype), name="head")(x)
     model = keras.Model(inputs, x, name=name or variant.replace("-", "_"))
     if weights is not None:
         _load_weights(model, weights)

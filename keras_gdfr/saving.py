@@ -101,16 +101,25 @@ def pipeline_model(model: keras.Model, recipe) -> keras.Model:
     return without_preprocessing(model) if recipe.augment.normalize else model
 
 
-def save_run_model(model: keras.Model, recipe, run_dir, class_ids) -> pathlib.Path:
-    """Write a run's `model.keras` (preprocessing inside) and `class_names.json`; return the model's path."""
+def save_run_model(model: keras.Model, recipe, run_dir, class_ids, save=None) -> pathlib.Path:
+    """Write a run's `model.keras` (preprocessing inside) and `class_names.json`; return the model's path.
+
+    `save(model, path)` writes the `.keras` file (default `model.save`; the trainer may
+    pass an atomic writer). `class_names.json` is replaced atomically.
+    """
     from keras_gdfr.data.specs import readable_class_names
+    from keras_gdfr.training.checkpoints import atomic_write_text
 
     run_dir = pathlib.Path(run_dir)
     class_ids = [str(c) for c in class_ids]
     names = {"class_names": readable_class_names(recipe.data.dataset, class_ids), "class_ids": class_ids}
-    (run_dir / CLASS_NAMES_FILE).write_text(json.dumps(names, indent=2))
+    atomic_write_text(run_dir / CLASS_NAMES_FILE, json.dumps(names, indent=2))
     path = run_dir / MODEL_FILE
-    inference_model(model, recipe).save(path)
+    raw_model = inference_model(model, recipe)
+    if save is None:
+        raw_model.save(path)
+    else:
+        save(raw_model, path)
     return path
 
 

@@ -26,13 +26,17 @@ def mixed_bfloat16():
     keras.mixed_precision.set_global_policy(previous)
 
 
-@pytest.mark.parametrize("backend", ["jax", "tensorflow", "torch"])
-def test_keras_layer_harness_passes_with_its_mixed_precision_check(backend, tmp_path):
+@pytest.mark.parametrize(
+    "backend, data_format",
+    # TensorFlow's CPU kernels have no NCHW convolution (docs/testing.md).
+    [("jax", "channels_last"), ("tensorflow", "channels_last"), ("torch", "channels_last"), ("jax", "channels_first")],
+)
+def test_keras_layer_harness_passes_with_its_mixed_precision_check(backend, data_format, tmp_path):
     # keras.src.testing.TestCase.run_layer_test, mixed-precision check on (Keras itself skips
     # it on torch without CUDA; the helper then runs a mixed_bfloat16 forward pass instead).
     output = tmp_path / "harness.json"
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO)}
-    subprocess.run([sys.executable, "-m", "tests.helpers.layer_harness", str(output)],
+    subprocess.run([sys.executable, "-m", "tests.helpers.layer_harness", str(output), data_format],
                    check=True, env=env, cwd=REPO, capture_output=True, timeout=900)
     results = json.loads(output.read_text())
     assert results == {"FRM": "ok", "FGCM": "ok", "FOM": "ok", "FRRB": "ok"}, results

@@ -1,6 +1,7 @@
 """Subprocess helper: Keras's own layer test harness on the paper's layers, one backend.
 
-Usage: python -m tests.helpers.layer_harness OUTPUT.json (KERAS_BACKEND set by the caller).
+Usage: python -m tests.helpers.layer_harness OUTPUT.json [DATA_FORMAT] (KERAS_BACKEND set by the
+caller; DATA_FORMAT channels_last (default) or channels_first, shapes transposed to match).
 
 Runs `keras.src.testing.TestCase.run_layer_test` (build, serialization, symbolic
 and eager calls, a training step, and its mixed-precision check: the layer built
@@ -37,6 +38,18 @@ class _Harness(TestCase):
         pass
 
 
+def _nchw(shape):
+    return (shape[0], shape[3], shape[1], shape[2])
+
+
+def _layout(input_shape, output_shape, data_format):
+    """The NHWC shapes of CASES in `data_format`."""
+    if data_format == "channels_last":
+        return input_shape, output_shape
+    inputs = tuple(map(_nchw, input_shape)) if isinstance(input_shape[0], tuple) else _nchw(input_shape)
+    return inputs, _nchw(output_shape)
+
+
 def _data(input_shape):
     """Random inputs of `input_shape` (a shape, or a tuple of shapes for FOM)."""
     rng = np.random.default_rng(0)
@@ -60,10 +73,12 @@ def _torch_mixed_forward(layer_cls, kwargs, input_shape) -> None:
         raise AssertionError(f"weights not float32: {wrong}")
 
 
-def main(output_path: str) -> None:
+def main(output_path: str, data_format: str = "channels_last") -> None:
     harness = _Harness()
     results = {}
     for name, (layer_cls, kwargs, input_shape, output_shape) in CASES.items():
+        kwargs = {**kwargs, "data_format": data_format}
+        input_shape, output_shape = _layout(input_shape, output_shape, data_format)
         try:
             harness.run_layer_test(
                 layer_cls, init_kwargs=kwargs, input_data=_data(input_shape),
@@ -79,4 +94,4 @@ def main(output_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

@@ -29,5 +29,11 @@ from keras_gdfr.bench import bench, pack  # noqa: E402  (click only; keras loads
 for _command in (bench, pack):
     main.add_command(_command)
 
+from keras_gdfr.export import export_command  # noqa: E402  (click only; keras loads in the bodies)
+from keras_gdfr.predict import predict  # noqa: E402
+
+for _command in (predict, export_command):
+    main.add_command(_command)
+
 if __name__ == "__main__":
     main()

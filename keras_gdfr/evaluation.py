@@ -197,29 +197,35 @@ def evaluation_report(
     checkpoint: str | None = None,
     max_roc_points: int = MAX_ROC_POINTS,
     from_logits: bool = False,
+    dataset: str | None = None,
 ) -> dict:
     """The `eval.json` object of `docs/run-directory.md` from labels and softmax outputs.
 
     Args:
         y_true: integer labels (or one-hot rows), shape (N,).
         probs: softmax outputs, shape (N, K).
-        class_names: K names, in label order.
+        class_names: K names (the source's class ids), in label order.
         loss: the evaluation loss (as the model computes it, label smoothing included).
         source: what was evaluated, e.g. "test split of cifar10 (tfds)".
         checkpoint: which weights, e.g. "model.keras".
         max_roc_points: ROC points stored per class (AUC uses the full curve).
         from_logits: `probs` are logits (GDFRNet's head has no activation): apply
             softmax first. Otherwise rows must be probabilities.
+        dataset: the recipe's dataset: its class ids become readable names
+            (`keras_gdfr.data.specs.readable_class_names`: GTSRB's signs, WordNet words).
 
     Returns:
-        A JSON-ready dict: accuracy, loss, num_examples, class_names,
-        per_class_accuracy, confusion_matrix, roc {name: {fpr, tpr, auc}},
+        A JSON-ready dict: accuracy, loss, num_examples, class_names (readable,
+        what the report and the TUI show), class_ids (as the source names them), per_class_accuracy, confusion_matrix, roc {name: {fpr, tpr, auc}},
         macro_auc, source, checkpoint. Undefined values (a class with no test
         images) are null; macro_auc averages the defined per-class AUCs.
     """
     y = _as_labels(y_true)
     probs = softmax(probs) if from_logits else np.asarray(probs, dtype=np.float64)
-    class_names = [str(name) for name in class_names]
+    from keras_gdfr.data.specs import readable_class_names
+
+    class_ids = [str(name) for name in class_names]
+    class_names = readable_class_names(dataset, class_ids)
     if probs.ndim != 2 or probs.shape != (y.shape[0], len(class_names)):
         raise ValueError(
             f"probs must be (N, K) = ({y.shape[0]}, {len(class_names)}). Received: shape={probs.shape}"
@@ -241,6 +247,7 @@ def evaluation_report(
         "loss": _finite_or_none(loss),
         "num_examples": int(y.size),
         "class_names": class_names,
+        "class_ids": class_ids,
         "per_class_accuracy": [_finite_or_none(a) for a in per_class_accuracy(cm)],
         "confusion_matrix": cm.tolist(),
         "roc": roc,

@@ -133,7 +133,7 @@ def test_evaluation_report_has_the_eval_json_shape(tmp_path):
     names = ["cat", "dog", "bird"]
     report = ev.evaluation_report(y, probs, names, loss=0.7, source="test split of x", checkpoint="model.keras")
     expected_keys = {
-        "accuracy", "loss", "num_examples", "class_names", "per_class_accuracy", "confusion_matrix",
+        "accuracy", "loss", "num_examples", "class_names", "class_ids", "per_class_accuracy", "confusion_matrix",
         "roc", "macro_auc", "source", "checkpoint",
     }
     assert set(report) == expected_keys
@@ -176,3 +176,17 @@ def test_evaluation_report_takes_logits_only_when_told():
         ev.evaluation_report([0, 1, 1], logits, ["a", "b"])
     from_logits = ev.evaluation_report([0, 1, 1], logits, ["a", "b"], from_logits=True)
     assert from_logits == ev.evaluation_report([0, 1, 1], ev.softmax(logits), ["a", "b"])
+
+
+def test_evaluation_report_shows_readable_class_names():
+    probs = np.eye(3)[[0, 1, 2]]
+    report = ev.evaluation_report([0, 1, 2], probs, ["00000", "00014", "00042"], dataset="gtsrb")
+    assert report["class_names"] == [
+        "Speed limit (20km/h)", "Stop", "End of no passing by vehicles over 3.5 metric tons",
+    ]
+    assert report["class_ids"] == ["00000", "00014", "00042"]
+    assert set(report["roc"]) == set(report["class_names"])
+    nette = ev.evaluation_report([0, 1], np.eye(2), ["n01440764", "n03888605"], dataset="imagenette")
+    assert nette["class_names"] == ["tench", "parachute"]
+    # Without a dataset (or for ids that are already words) the ids are the names.
+    assert ev.evaluation_report([0, 1], np.eye(2), ["00000", "00001"])["class_names"] == ["00000", "00001"]

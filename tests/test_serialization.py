@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from keras_gdfr import GDFRNet
-from keras_gdfr.layers import FGCM, FOM, FRM, FRRB, ResidualBlock, SeparableDown, Stem
+from keras_gdfr.layers import FGCM, FOM, FRM, FRRB, ImageNormalization, ResidualBlock, SeparableDown, Stem
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,7 @@ def test_weights_file_round_trip(model_and_inputs, tmp_path):
         ResidualBlock(16, strides=2),
         SeparableDown(24),
         Stem(8, kind="7x7"),
+        ImageNormalization(mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6), data_format="channels_first"),
     ],
     ids=lambda layer: type(layer).__name__,
 )

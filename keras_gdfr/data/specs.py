@@ -80,3 +80,54 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
     )
 }
+
+
+# Readable class names, keyed by the ids the sources give (GTSRB's class folders
+# 00000-00042, the WordNet ids of Imagenette and Imagewoof). The other datasets'
+# ids are already words.
+GTSRB_SIGNS = (
+    "Speed limit (20km/h)", "Speed limit (30km/h)", "Speed limit (50km/h)", "Speed limit (60km/h)",
+    "Speed limit (70km/h)", "Speed limit (80km/h)", "End of speed limit (80km/h)", "Speed limit (100km/h)",
+    "Speed limit (120km/h)", "No passing", "No passing for vehicles over 3.5 metric tons",
+    "Right-of-way at the next intersection", "Priority road", "Yield", "Stop", "No vehicles",
+    "Vehicles over 3.5 metric tons prohibited", "No entry", "General caution", "Dangerous curve to the left",
+    "Dangerous curve to the right", "Double curve", "Bumpy road", "Slippery road", "Road narrows on the right",
+    "Road work", "Traffic signals", "Pedestrians", "Children crossing", "Bicycles crossing",
+    "Beware of ice/snow", "Wild animals crossing", "End of all speed and passing limits", "Turn right ahead",
+    "Turn left ahead", "Ahead only", "Go straight or right", "Go straight or left", "Keep right", "Keep left",
+    "Roundabout mandatory", "End of no passing", "End of no passing by vehicles over 3.5 metric tons",
+)
+
+WORDNET_NAMES = {
+    # Imagenette
+    "n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
+    "n03000684": "chain saw", "n03028079": "church", "n03394916": "French horn",
+    "n03417042": "garbage truck", "n03425413": "gas pump", "n03445777": "golf ball",
+    "n03888605": "parachute",
+    # Imagewoof
+    "n02086240": "Shih-Tzu", "n02087394": "Rhodesian ridgeback", "n02088364": "beagle",
+    "n02089973": "English foxhound", "n02093754": "Border terrier", "n02096294": "Australian terrier",
+    "n02099601": "golden retriever", "n02105641": "Old English sheepdog", "n02111889": "Samoyed",
+    "n02115641": "dingo",
+}
+
+
+def readable_class_name(dataset: str | None, class_id: str) -> str:
+    """The words for one raw class id of `dataset` (the id itself when there are none)."""
+    class_id = str(class_id)
+    if dataset == "gtsrb" and class_id.isdigit() and int(class_id) < len(GTSRB_SIGNS):
+        return GTSRB_SIGNS[int(class_id)]
+    if dataset in ("imagenette", "imagewoof"):
+        return WORDNET_NAMES.get(class_id, class_id)
+    return class_id
+
+
+def readable_class_names(dataset: str | None, class_ids) -> list[str]:
+    """`readable_class_name` of each id, in label order.
+
+    >>> readable_class_names("gtsrb", ["00000", "00014"])
+    ['Speed limit (20km/h)', 'Stop']
+    >>> readable_class_names("imagenette", ["n01440764"])
+    ['tench']
+    """
+    return [readable_class_name(dataset, class_id) for class_id in class_ids]

@@ -74,14 +74,16 @@ def pad_spatial(x, pad: int, data_format: str):
     return ops.pad(x, widths)
 
 
-def batch_norm(data_format: str, name: str) -> keras.layers.BatchNormalization:
+def batch_norm(data_format: str, name: str, dtype=None) -> keras.layers.BatchNormalization:
     """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here, eps 1e-5).
+
+    `dtype` is the parent layer's dtype policy (sublayers compute in the parent's dtype).
 
     A `keras.layers.BatchNormalization` subclass with a fused kernel on the torch
     backend (`keras_gdfr.layers.batch_norm`); same variables and semantics.
     """
     return BatchNorm(
-        axis=channel_axis(data_format), momentum=0.9, epsilon=1e-5, name=name
+        axis=channel_axis(data_format), momentum=0.9, epsilon=1e-5, dtype=dtype, name=name
     )
 
 

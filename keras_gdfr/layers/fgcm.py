@@ -76,19 +76,27 @@ class FGCM(keras.layers.Layer):
             shape=tiled.shape,
             initializer=keras.initializers.Constant(tiled.astype("float32")),
             trainable=False,
+            dtype="float32",
+            autocast=False,  # stays float32 under mixed policies: see `detail`
         )
-        self.conv1 = keras.layers.Conv2D(channels, 1, use_bias=False, data_format=df, name="conv1")
-        self.bn1 = U.batch_norm(df, "bn1")
-        self.conv2 = keras.layers.Conv2D(channels, 1, use_bias=False, data_format=df, name="conv2")
-        self.bn2 = U.batch_norm(df, "bn2")
+        self.conv1 = keras.layers.Conv2D(channels, 1, use_bias=False, data_format=df, dtype=self.dtype_policy, name="conv1")
+        self.bn1 = U.batch_norm(df, "bn1", self.dtype_policy)
+        self.conv2 = keras.layers.Conv2D(channels, 1, use_bias=False, data_format=df, dtype=self.dtype_policy, name="conv2")
+        self.bn2 = U.batch_norm(df, "bn2", self.dtype_policy)
         for layer in (self.conv1, self.bn1, self.conv2, self.bn2):
             U.build_sublayer(layer, input_shape)
         super().build(input_shape)
 
     def detail(self, inputs):
-        """F_h of eq. 22: the fixed LoG response, same shape as `inputs`."""
-        kernel = ops.cast(self.log_kernel, inputs.dtype)
-        return ops.depthwise_conv(inputs, kernel, strides=1, padding="same", data_format=self.data_format)
+        """F_h of eq. 22: the fixed LoG response, same shape as `inputs`, in the compute dtype.
+
+        Computed in float32 whatever the policy: the kernel sums to 0 only at float32
+        precision (cast to bfloat16 it sums to ~1e-3, so a constant input would answer
+        a nonzero "detail").
+        """
+        x = ops.cast(inputs, "float32")
+        y = ops.depthwise_conv(x, self.log_kernel, strides=1, padding="same", data_format=self.data_format)
+        return ops.cast(y, self.compute_dtype)
 
     def call(self, inputs, training=None):
         y = self.bn1(self.conv1(self.detail(inputs)), training=training)

@@ -80,24 +80,24 @@ class FRM(keras.layers.Layer):
         df = self.data_format
         channels = U.channels_of(input_shape, df)
         height, width = U.spatial_size(input_shape, df)
-        conv_args = dict(use_bias=False, data_format=df)
+        conv_args = dict(use_bias=False, data_format=df, dtype=self.dtype_policy)
 
         # Branch 1: reconstruction.
         if self.downsample == "depthwise":
             self.down = keras.layers.DepthwiseConv2D(3, strides=2, name="down", **conv_args)
         else:
             self.down = keras.layers.Conv2D(channels, 3, strides=2, name="down", **conv_args)
-        self.down_bn = U.batch_norm(df, "down_bn")
+        self.down_bn = U.batch_norm(df, "down_bn", self.dtype_policy)
         self.squeeze = keras.layers.Conv2D(max(1, channels // 2), 1, name="squeeze", **conv_args)
-        self.squeeze_bn = U.batch_norm(df, "squeeze_bn")
+        self.squeeze_bn = U.batch_norm(df, "squeeze_bn", self.dtype_policy)
         self.expand = keras.layers.Conv2D(channels, 1, name="expand", **conv_args)
-        self.expand_bn = U.batch_norm(df, "expand_bn")
+        self.expand_bn = U.batch_norm(df, "expand_bn", self.dtype_policy)
         self.up = None
         if self.upsample == "transposed":
             self.up = keras.layers.Conv2DTranspose(
                 channels, self.upsample_kernel, strides=2, name="up", **conv_args
             )
-        self.up_bn = U.batch_norm(df, "up_bn")
+        self.up_bn = U.batch_norm(df, "up_bn", self.dtype_policy)
 
         shape = U.build_sublayer(self.down, U.padded_shape(input_shape, 1, df))
         U.build_sublayer(self.down_bn, shape)
@@ -112,9 +112,9 @@ class FRM(keras.layers.Layer):
         # Branches 2-3: direction-aware attention.
         mid = max(1, channels // self.reduction)
         self.attn_reduce = keras.layers.Conv2D(mid, 1, name="attn_reduce", **conv_args)
-        self.attn_bn = U.batch_norm(df, "attn_bn")
-        self.attn_h = keras.layers.Conv2D(channels, 1, data_format=df, name="attn_h")
-        self.attn_w = keras.layers.Conv2D(channels, 1, data_format=df, name="attn_w")
+        self.attn_bn = U.batch_norm(df, "attn_bn", self.dtype_policy)
+        self.attn_h = keras.layers.Conv2D(channels, 1, data_format=df, dtype=self.dtype_policy, name="attn_h")
+        self.attn_w = keras.layers.Conv2D(channels, 1, data_format=df, dtype=self.dtype_policy, name="attn_w")
         joined = U.with_spatial(input_shape, None if height is None or width is None else height + width, 1, df)
         shape = U.build_sublayer(self.attn_reduce, joined)
         U.build_sublayer(self.attn_bn, shape)
@@ -149,10 +149,18 @@ class FRM(keras.layers.Layer):
         joined = ops.concatenate([x_w, self._swap_hw(x_h)], axis=h_axis)  # (H+W, 1)
         y = self.attn_bn(self.attn_reduce(joined), training=training)
         y = ops.leaky_relu(y, negative_slope=0.2)
-        y_w, y_h = ops.split(y, [height], axis=h_axis)
+        # Slices, not ops.split: split's sizes become data-dependent on torch, which
+        # torch.export (and Keras's torch/ONNX export) cannot trace.
+        y_w, y_h = self._split_hw(y, height)
         a_w = ops.sigmoid(self.attn_w(y_w))  # (H, 1)
         a_h = ops.sigmoid(self.attn_h(self._swap_hw(y_h)))  # (1, W)
         return x * a_w * a_h
+
+    def _split_hw(self, y, height):
+        """(the first `height` rows, the rest) along the height axis."""
+        if self.data_format == "channels_last":
+            return y[:, :height], y[:, height:]
+        return y[:, :, :height], y[:, :, height:]
 
     def _swap_hw(self, x):
         if self.data_format == "channels_last":

@@ -55,7 +55,7 @@ class FRRB(ResidualBlock):
         self.frm_args = dict(
             reduction=reduction, upsample=upsample, upsample_kernel=upsample_kernel, downsample=downsample
         )
-        self.frm = FRM(data_format=self.data_format, name="frm", **self.frm_args)
+        self.frm = FRM(data_format=self.data_format, dtype=self.dtype_policy, name="frm", **self.frm_args)
 
     def build(self, input_shape):
         super().build(input_shape)

@@ -39,7 +39,7 @@ class ResidualBlock(keras.layers.Layer):
 
     def build(self, input_shape):
         df = self.data_format
-        conv_args = dict(use_bias=False, data_format=df)
+        conv_args = dict(use_bias=False, data_format=df, dtype=self.dtype_policy)
         # Stride 1: "same" is PyTorch's symmetric 1-pixel padding, done inside the conv
         # (no padded copy). Stride 2: explicit symmetric padding, then "valid" (see
         # `U.pad_spatial`: Keras's "same" would pad only at the end).
@@ -47,9 +47,9 @@ class ResidualBlock(keras.layers.Layer):
         self.conv1 = keras.layers.Conv2D(
             self.filters, 3, strides=self.strides, padding=conv1_padding, name="conv1", **conv_args
         )
-        self.bn1 = U.batch_norm(df, "bn1")
+        self.bn1 = U.batch_norm(df, "bn1", self.dtype_policy)
         self.conv2 = keras.layers.Conv2D(self.filters, 3, padding="same", name="conv2", **conv_args)
-        self.bn2 = U.batch_norm(df, "bn2")
+        self.bn2 = U.batch_norm(df, "bn2", self.dtype_policy)
         shape = U.build_sublayer(self.conv1, self.conv1_input_shape(input_shape))
         U.build_sublayer(self.bn1, shape)
         out_shape = U.build_sublayer(self.conv2, shape)
@@ -61,7 +61,7 @@ class ResidualBlock(keras.layers.Layer):
             # a strided 1x1 conv on channels_last memory crashes (SIGSEGV) for odd batch
             # sizes, and Keras's channels_last convs on torch use that memory format.
             self.shortcut = keras.layers.Conv2D(self.filters, 1, name="shortcut", **conv_args)
-            self.shortcut_bn = U.batch_norm(df, "shortcut_bn")
+            self.shortcut_bn = U.batch_norm(df, "shortcut_bn", self.dtype_policy)
             shape = U.build_sublayer(self.shortcut, self._subsampled_shape(input_shape))
             U.build_sublayer(self.shortcut_bn, shape)
         super().build(input_shape)

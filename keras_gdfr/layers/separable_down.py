@@ -28,10 +28,10 @@ class SeparableDown(keras.layers.Layer):
 
     def build(self, input_shape):
         df = self.data_format
-        self.depthwise = keras.layers.DepthwiseConv2D(3, strides=2, use_bias=False, data_format=df, name="depthwise")
-        self.depthwise_bn = U.batch_norm(df, "depthwise_bn")
-        self.pointwise = keras.layers.Conv2D(self.filters, 1, use_bias=False, data_format=df, name="pointwise")
-        self.pointwise_bn = U.batch_norm(df, "pointwise_bn")
+        self.depthwise = keras.layers.DepthwiseConv2D(3, strides=2, use_bias=False, data_format=df, dtype=self.dtype_policy, name="depthwise")
+        self.depthwise_bn = U.batch_norm(df, "depthwise_bn", self.dtype_policy)
+        self.pointwise = keras.layers.Conv2D(self.filters, 1, use_bias=False, data_format=df, dtype=self.dtype_policy, name="pointwise")
+        self.pointwise_bn = U.batch_norm(df, "pointwise_bn", self.dtype_policy)
         shape = U.build_sublayer(self.depthwise, U.padded_shape(input_shape, 1, df))
         U.build_sublayer(self.depthwise_bn, shape)
         shape = U.build_sublayer(self.pointwise, shape)

@@ -48,9 +48,9 @@ class Stem(keras.layers.Layer):
         # copy); 7x7 stride 2: explicit symmetric padding, then "valid".
         self.conv = keras.layers.Conv2D(
             self.filters, kernel, strides=stride, padding="same" if stride == 1 else "valid",
-            use_bias=False, data_format=df, name="conv",
+            use_bias=False, data_format=df, dtype=self.dtype_policy, name="conv",
         )
-        self.bn = U.batch_norm(df, "bn")
+        self.bn = U.batch_norm(df, "bn", self.dtype_policy)
         shape = U.build_sublayer(self.conv, input_shape if stride == 1 else U.padded_shape(input_shape, pad, df))
         U.build_sublayer(self.bn, shape)
         super().build(input_shape)

@@ -7,11 +7,12 @@ builder `GDFRNet(variant=..., **overrides)`. The named configurations live in
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import keras
 
-from keras_gdfr.layers import FGCM, FOM, FRRB, ResidualBlock, SeparableDown, Stem
+from keras_gdfr.layers import FGCM, FOM, FRRB, ImageNormalization, ResidualBlock, SeparableDown, Stem
 from keras_gdfr.layers import _utils as U
 from keras_gdfr.layers.frrb import FRM_POSITIONS
 from keras_gdfr.variants import DEFAULTS, variant_config
@@ -78,16 +79,117 @@ def _validate(config: dict) -> None:
             raise ValueError(f"{message}. Received: {key}={config[key]!r}")
 
 
+
+POOLINGS = (None, "avg", "max")
+
+
+def _check_head_args(include_top, num_classes, pooling) -> None:
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
+    if include_top and (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1):
+        raise ValueError(
+            "num_classes must be a positive integer when include_top=True "
+            f"(include_top=False builds the backbone alone). Received: num_classes={num_classes!r}"
+        )
+
+
+def normalization_stats(preprocessing) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """(mean, std) for `preprocessing`: None, a dataset name of `keras_gdfr.data.specs`, or (mean, std)."""
+    from keras_gdfr.data.specs import DATASETS
+
+    if preprocessing is None:
+        return None
+    if isinstance(preprocessing, str):
+        if preprocessing not in DATASETS:
+            raise ValueError(
+                f"preprocessing must be None, a dataset name ({', '.join(DATASETS)}) or (mean, std). "
+                f"Received: preprocessing={preprocessing!r}"
+            )
+        spec = DATASETS[preprocessing]
+        return tuple(spec.mean), tuple(spec.std)
+    try:
+        mean, std = preprocessing
+        return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"preprocessing must be None, a dataset name or (mean, std). Received: preprocessing={preprocessing!r}"
+        ) from None
+
+
+def _head_dtype(head_dtype):
+    """The head's policy: `head_dtype`, else float32 under a mixed policy (float32 logits)."""
+    if head_dtype is not None:
+        return head_dtype
+    policy = keras.config.dtype_policy()
+    return "float32" if policy.compute_dtype != policy.variable_dtype else policy
+
+
+def pyramid_outputs(model: keras.Model) -> dict:
+    """The stage features of a GDFRNet (built here or loaded), keyed as keras-hub backbones do.
+
+    Returns `{"P{l}": tensor}` where the feature map has stride 2**l to the input:
+    stage 1..3 outputs (their last block) and the final feature map (stage 4, merged
+    with the feature optimization branch when there is one). With the 3x3 stem the
+    levels are P0-P3 (strides 1, 2, 4, 8), with the 7x7 stem P2-P5 (4-32).
+    `keras.Model(model.inputs, pyramid_outputs(model))` extracts them all at once.
+    """
+    first_level = 0 if model.get_layer("stem").kind == "3x3" else 2
+    blocks = {}
+    for layer in model.layers:
+        if layer.name.startswith("stage") and "_block" in layer.name:
+            blocks[int(layer.name[5:layer.name.index("_")])] = layer  # the last block of each stage wins
+    names = {stage: blocks[stage].name for stage in (1, 2, 3, 4)}
+    if any(layer.name == "branch_merge" for layer in model.layers):
+        names[4] = "branch_merge"
+    return {f"P{first_level + stage - 1}": model.get_layer(names[stage]).output for stage in (1, 2, 3, 4)}
+
+
+def _load_weights(model: keras.Model, path) -> None:
+    """Weights from a `.weights.h5` of the same configuration, or every matching layer of a `.keras` model."""
+    import pathlib
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ValueError(f"weights must be None or the path of a .weights.h5 or .keras file. Received: weights={str(path)!r}")
+    if path.name.endswith(".weights.h5"):
+        model.load_weights(path)
+        return
+    if path.suffix != ".keras":
+        raise ValueError(f"weights must be a .weights.h5 or .keras file. Received: weights={str(path)!r}")
+    from keras_gdfr.saving import load_model
+
+    source = load_model(path, compile=False)
+    source_layers = {layer.name: layer for layer in source.layers}
+    for layer in model.layers:
+        if not layer.weights or layer.name not in source_layers:
+            continue
+        try:
+            layer.set_weights(source_layers[layer.name].get_weights())
+        except ValueError as error:
+            raise ValueError(f"weights={str(path)!r}: layer {layer.name!r} does not fit this model ({error})") from None
+
+
 def GDFRNet(
     variant: str = "gdfrnet",
     input_shape: Sequence[int] = (32, 32, 3),
-    num_classes: int = 10,
+    num_classes: int | None = 10,
     classifier_activation: str | None = None,
     data_format: str | None = None,
     name: str | None = None,
+    *,
+    include_top: bool = True,
+    pooling: str | None = None,
+    preprocessing=None,
+    weights=None,
+    head_dtype=None,
     **overrides,
 ) -> keras.Model:
     """Build a GDFRNet (or any of the paper's variants) as a functional Keras model.
+
+    In the `keras.applications` style: a classifier by default, a backbone with
+    `include_top=False` (plus `pooling`), optional preprocessing inside the model,
+    weights from a file. The stage features are `model.pyramid_outputs`
+    (see `pyramid_outputs`).
 
     Args:
         variant: a name from `keras_gdfr.list_variants()`: `"gdfrnet"` (= `"net5"`),
@@ -99,12 +201,31 @@ def GDFRNet(
         input_shape: the image shape in the active data format, e.g. `(32, 32, 3)`
             channels_last or `(3, 32, 32)` channels_first. Any size works,
             odd ones included.
-        num_classes: int. Size of the classification head.
+        num_classes: int. Size of the classification head (needed with
+            `include_top=True`, ignored without). Defaults to `10`.
         classifier_activation: activation of the head; `None` returns logits
             (what training uses). Defaults to `None`.
         data_format: `"channels_last"` or `"channels_first"`. Defaults to
             `keras.config.image_data_format()`.
         name: model name. Defaults to the variant name.
+        include_top: whether to end in the pooled classification head.
+            `False` returns the final feature map (or, with `pooling`, its pooled
+            vector). Defaults to `True`.
+        pooling: `None`, `"avg"` or `"max"`: the global pooling before the head
+            (`None` there means `"avg"`, the paper's) or, with `include_top=False`,
+            at the end (`None`: no pooling, a 4-D feature map). Defaults to `None`.
+        preprocessing: `None` (the model takes normalised images, as the training
+            pipeline feeds them), a dataset name (`"cifar10"`, ..., its mean/std from
+            `keras_gdfr.data.specs`) or `(mean, std)`: the model then takes raw
+            0-255 RGB images (an `ImageNormalization` layer named `preprocessing`).
+            Defaults to `None`.
+        weights: `None` (random initialisation) or a path: a `.weights.h5` saved
+            from a model of the same configuration, or a `.keras` model (e.g. a run's
+            `model.keras`) whose layers are copied by name (so a trained classifier
+            gives its backbone to `include_top=False`). Defaults to `None`.
+        head_dtype: dtype policy of the head. Defaults to float32 under a mixed
+            global policy (float32 logits, as keras-hub classifiers), else the
+            global policy.
         **overrides: any architecture knob, over the variant's values:
             `stem` ("3x3"/"7x7"), `depths`, `widths` (4 ints each), `frm` (bool),
             `frm_position` ("A"-"D"), `reduction` (r), `upsample`
@@ -114,14 +235,20 @@ def GDFRNet(
 
     Returns:
         A `keras.Model` from images to `(B, num_classes)` logits (or
-        activations). Layers are named `stem`, `stage{s}_block{b}`,
+        activations), or to features with `include_top=False`. Layers are named
+        `preprocessing` (when asked), `stem`, `stage{s}_block{b}`,
         `branch{l}_fgcm`, `branch{l}_fom`, `branch_down{i}`, `branch_merge`,
-        `avg_pool`, `head`.
+        `avg_pool` (or `max_pool`), `head`.
 
     Example:
     >>> model = GDFRNet("tiny", input_shape=(32, 32, 3), num_classes=10)
     >>> model.output_shape
     (None, 10)
+    >>> backbone = GDFRNet("tiny", input_shape=(32, 32, 3), include_top=False, pooling="avg")
+    >>> backbone.output_shape
+    (None, 128)
+    >>> {level: tuple(t.shape) for level, t in backbone.pyramid_outputs.items()}["P3"]
+    (None, 4, 4, 128)
     """
     config = variant_config(variant)
     unknown = sorted(set(overrides) - set(DEFAULTS))
@@ -129,6 +256,8 @@ def GDFRNet(
         raise ValueError(f"Unknown GDFRNet option(s) {unknown}. Known: {sorted(DEFAULTS)}. Received: {overrides}")
     config.update(overrides)
     _validate(config)
+    _check_head_args(include_top, num_classes, pooling)
+    stats = normalization_stats(preprocessing)
     df = U.resolve_data_format(data_format)
     depths, widths = tuple(int(d) for d in config["depths"]), tuple(int(w) for w in config["widths"])
     block_args = None
@@ -142,14 +271,25 @@ def GDFRNet(
         )
 
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x = Stem(widths[0], kind=config["stem"], data_format=df, name="stem")(inputs)
+    x = inputs
+    if stats is not None:
+        x = ImageNormalization(*stats, data_format=df, name="preprocessing")(x)
+    x = Stem(widths[0], kind=config["stem"], data_format=df, name="stem")(x)
     stage_outputs = []
     for stage, (depth, filters) in enumerate(zip(depths, widths), start=1):
         x = _stage(x, stage, depth, filters, 1 if stage == 1 else 2, block_args, df)
         stage_outputs.append(x)
     if int(config["branch_depth"]) > 0:
         x = _branch(stage_outputs, widths, int(config["branch_depth"]), config["fgcm_layout"], config["fom_similarity"], df)
-    x = keras.layers.GlobalAveragePooling2D(data_format=df, name="avg_pool")(x)
-    outputs = keras.layers.Dense(num_classes, activation=classifier_activation, name="head")(x)
-    model = keras.Model(inputs, outputs, name=name or variant.replace("-", "_"))
+    pool = pooling or ("avg" if include_top else None)
+    if pool == "avg":
+        x = keras.layers.GlobalAveragePooling2D(data_format=df, name="avg_pool")(x)
+    elif pool == "max":
+        x = keras.layers.GlobalMaxPooling2D(data_format=df, name="max_pool")(x)
+    if include_top:
+        x = keras.layers.Dense(int(num_classes), activation=classifier_activation, dtype=_head_dtype(head_dtype), name="head")(x)
+    model = keras.Model(inputs, x, name=name or variant.replace("-", "_"))
+    if weights is not None:
+        _load_weights(model, weights)
+    model.pyramid_outputs = pyramid_outputs(model)
     return model

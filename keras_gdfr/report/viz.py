@@ -100,6 +100,7 @@ def load_model(source, dataset: str | None = None) -> LoadedModel:
 
     import keras_gdfr.layers  # noqa: F401  (registers the custom layers for loading)
     from keras_gdfr.report.runs import is_run_dir, load_run
+    from keras_gdfr.saving import has_preprocessing
 
     source = pathlib.Path(source)
     if is_run_dir(source):
@@ -107,9 +108,11 @@ def load_model(source, dataset: str | None = None) -> LoadedModel:
         normalize = bool((run.recipe.get("augment") or {}).get("normalize", True))
         model_file = source / "model.keras"
         model = keras.saving.load_model(model_file, compile=False) if model_file.is_file() else _build_from_run(run)
+        normalize = normalize and not has_preprocessing(model)  # a model.keras that normalises itself
         return LoadedModel(model, run.dataset if run.dataset != "?" else dataset, normalize)
     if source.suffix == ".keras" and source.is_file():
-        return LoadedModel(keras.saving.load_model(source, compile=False), dataset)
+        model = keras.saving.load_model(source, compile=False)
+        return LoadedModel(model, dataset, not has_preprocessing(model))
     raise FileNotFoundError(f"{source} is neither a run directory nor a .keras model file")
 
 

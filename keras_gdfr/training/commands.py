@@ -194,7 +194,7 @@ def eval_command(target, data, recipe_path, out):
     _ensure_backend(recipe.train.backend)
 
     from keras_gdfr.data.sources import DataError
-    from keras_gdfr.saving import load_model
+    from keras_gdfr.saving import load_model, pipeline_model
     from keras_gdfr.training.run import evaluate, load_splits
 
     if not model_file.is_file():
@@ -207,7 +207,8 @@ def eval_command(target, data, recipe_path, out):
         _, test_data = load_splits(recipe)
     except DataError as error:
         _fail(str(error))
-    report = evaluate(model, test_data, recipe, str(model_file))
+    # The pipeline normalises: a model with its preprocessing inside gets it removed here.
+    report = evaluate(pipeline_model(model, recipe), test_data, recipe, str(model_file))
     out_path = pathlib.Path(out) if out else out_dir / "eval.json"
     from keras_gdfr.training.checkpoints import atomic_write_text
 

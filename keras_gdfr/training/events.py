@@ -19,6 +19,7 @@ EVENTS_FILE = "events.jsonl"
 RECIPE_FILE = "recipe.json"
 EVAL_FILE = "eval.json"
 MODEL_FILE = "model.keras"
+CLASS_NAMES_FILE = "class_names.json"
 OUTPUT_LOG = "output.log"
 LOCK_FILE = "run.lock"  # flock()ed by the live trainer (keras_gdfr/training/runlock.py)
 

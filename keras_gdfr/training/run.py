@@ -25,6 +25,7 @@ from keras_gdfr.counting import count_model
 from keras_gdfr.data import pipeline
 from keras_gdfr.data.sources import DataError, SplitData, load_dataset
 from keras_gdfr.models import GDFRNet
+from keras_gdfr.saving import save_run_model
 from keras_gdfr.training import checkpoints
 from keras_gdfr.training.events import (
     EVAL_FILE, EVENTS_FILE, LOCK_FILE, MODEL_FILE, OUTPUT_LOG, RECIPE_FILE, EventWriter, read_events,
@@ -268,7 +269,8 @@ def evaluate(model: keras.Model, data: SplitData, recipe: Recipe, source: str) -
     log_probs = log_softmax(predict_logits(model, data, recipe))
     loss = smoothed_cross_entropy(log_probs, data.labels, recipe.train.label_smoothing)
     return evaluation_report(data.labels, np.exp(log_probs), data.class_names, loss=loss,
-                             source=data.description, checkpoint=source)
+                             source=data.description, checkpoint=source,
+                             dataset=recipe.data.dataset)
 
 
 # ---------------------------------------------------------------------------
@@ -465,7 +467,8 @@ def _run(recipe, run_dir, resume, events, stop, started) -> RunResult:
     if stop.signal_name or epochs_done < recipe.train.epochs:
         events.emit("run_end", status="interrupted", epoch=epochs_done, seconds=seconds(), best_val_accuracy=best, test=None)
         return RunResult(run_dir, "interrupted", epochs_done, None)
-    checkpoints.save_model(model, run_dir / MODEL_FILE)
+    save_run_model(model, recipe, run_dir, train_data.class_names,
+                   save=checkpoints.save_model)  # raw 0-255 images in (keras_gdfr.saving)
     report = evaluate(model, test_data, recipe, MODEL_FILE)
     _write_json(run_dir / EVAL_FILE, report)
     test = {"accuracy": report["accuracy"], "loss": report["loss"]}

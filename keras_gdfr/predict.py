@@ -1,0 +1,126 @@
+"""`gdfr predict`: class names and probabilities for image files, from a run or a `.keras` model.
+
+Images are read as the recipe's test split reads them (one source of truth, the
+data modules): 32-px datasets resize the whole image to S x S (bilinear, as
+`keras_gdfr.data.sources` does), 256-px datasets resize the shorter side to 9/8 S
+and take the centre S x S crop (`keras_gdfr.data.pipeline.large_eval_image`).
+The model takes the raw 0-255 pixels (its preprocessing is inside:
+`keras_gdfr.saving`).
+
+Python:
+
+    from keras_gdfr.predict import predict_files
+    for row in predict_files("runs/cifar10-tiny", ["bird.jpg"], top_k=3):
+        print(row["path"], row["top"])   # [{"class": "bird", "probability": 0.91}, ...]
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+import click
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".webp")
+
+
+def image_files(targets) -> list[pathlib.Path]:
+    """The image files named by `targets` (files, or folders searched recursively), sorted per folder.
+
+    Raises ValueError naming the target that is missing or holds no image.
+    """
+    files = []
+    for target in map(pathlib.Path, targets):
+        if target.is_dir():
+            found = sorted(p for p in target.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                raise ValueError(f"{target}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+            files += found
+        elif target.is_file():
+            files.append(target)
+        else:
+            raise ValueError(f"{target}: no such image file or folder")
+    return files
+
+
+def model_image_size(model) -> int:
+    """S of a model taking S x S images (channels_last or channels_first)."""
+    from keras_gdfr.saving import model_data_format
+
+    shape = model.input_shape
+    height = shape[2] if model_data_format(model) == "channels_first" else shape[1]
+    if height is None:
+        raise ValueError("the model's input size is not fixed; cannot choose the image size")
+    return int(height)
+
+
+def read_images(payloads, size: int, data_format: str = "channels_last"):
+    """float32 raw 0-255 images (N, S, S, 3) (or (N, 3, S, S)) from encoded files, as the test split reads them."""
+    import numpy as np
+
+    from keras_gdfr.data.sources import LARGE_IMAGE_SIZE, _decode_small
+
+    if size >= LARGE_IMAGE_SIZE:
+        import tensorflow as tf
+
+        from keras_gdfr.data.pipeline import large_eval_image
+
+        images = [large_eval_image(tf.constant(payload), size).numpy() for payload in payloads]
+    else:
+        images = [_decode_small(payload, size).astype("float32") for payload in payloads]
+    batch = np.stack(images).astype("float32")
+    return batch.transpose(0, 3, 1, 2) if data_format == "channels_first" else batch
+
+
+def probabilities(model, images, batch_size: int = 64):
+    """Softmax probabilities (N, K) of `model` on raw images (the head gives logits unless told otherwise)."""
+    import numpy as np
+
+    from keras_gdfr.evaluation import softmax
+
+    outputs = np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype="float64")
+    head = next((layer for layer in model.layers if layer.name == "head"), None)
+    if head is not None and getattr(head.activation, "__name__", "") == "softmax":
+        return outputs
+    return softmax(outputs)
+
+
+def predict_files(source, targets, top_k: int = 5) -> list[dict]:
+    """[{"path", "top": [{"class", "index", "probability"}, ...]}] for every image of `targets`."""
+    import numpy as np
+
+    from keras_gdfr.saving import model_data_format, load_run_model
+
+    loaded = load_run_model(source)
+    files = image_files(targets)
+    size = loaded.recipe.spec.image_size if loaded.recipe is not None else model_image_size(loaded.model)
+    images = read_images([path.read_bytes() for path in files], size, model_data_format(loaded.model))
+    probs = probabilities(loaded.model, images)
+    k = min(top_k, probs.shape[1])
+    rows = []
+    for path, row in zip(files, probs):
+        order = np.argsort(-row, kind="stable")[:k]
+        top = [{"class": loaded.class_names[i], "index": int(i), "probability": float(row[i])} for i in order]
+        rows.append({"path": str(path), "top": top})
+    return rows
+
+
+@click.command()
+@click.argument("source", type=click.Path(exists=True))
+@click.argument("images", nargs=-1, required=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Classes shown per image.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image, one a line.")
+def predict(source, images, top_k, as_json):
+    """Class names and probabilities for IMAGES (files or folders) from SOURCE (a run directory or .keras)."""
+    try:
+        rows = predict_files(source, images, top_k)
+    except ValueError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    for row in rows:
+        if as_json:
+            click.echo(json.dumps(row))
+            continue
+        shown = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top"])
+        click.echo(f"{row['path']}: {shown}")

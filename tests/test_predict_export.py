@@ -19,7 +19,13 @@ from keras_gdfr.predict import predict_files
 from keras_gdfr.saving import has_preprocessing, load_model, load_run_model, pipeline_model, save_run_model
 from keras_gdfr.training.events import CLASS_NAMES_FILE, MODEL_FILE, RECIPE_FILE
 from keras_gdfr.training.recipe import load_recipe
-from keras_gdfr.training.run import build_model, load_splits, predict_split
+from keras_gdfr.training.run import build_model, load_splits, log_softmax, predict_logits
+
+
+def predict_split(model, data, recipe):
+    """Probabilities as gdfr eval computes them."""
+    return np.exp(log_softmax(predict_logits(model, data, recipe)))
+
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -12,10 +12,10 @@ Measures, on the active Keras backend (KERAS_BACKEND) and device:
   the forward) and an inference image as 2 x MACs;
 - estimates: one epoch of the dataset's train split (plus one pass over its test
   split at the inference rate) and the paper's 200 epochs;
-- input pipelines: with torch, the device-resident pipeline
-  (`keras_gdfr.data.gpu_pipeline`, 32 px) on synthetic uint8 images; with `--data`,
-  the tf.data pipeline (`keras_gdfr.data.pipeline.pipeline_rate`) on the real split
-  (if TensorFlow is installed) and the device pipeline on the same images.
+- input pipelines: the device-resident pipeline (`keras_gdfr.data.device_pipeline`,
+  any backend) on synthetic uint8 images; with `--data`, the tf.data pipeline
+  (`keras_gdfr.data.pipeline.pipeline_rate`) on the real split (if TensorFlow is
+  installed) and the device pipeline on the same images.
 
 Timing: two `fit` calls (warm-up, then `--steps`), each closed by a device
 synchronisation; no per-batch callback (a batch callback would make Keras read
@@ -81,9 +81,9 @@ def _device_info(backend: str) -> dict:
 
         info["device"] = str(jax.devices()[0].platform)
     elif backend == "tensorflow":
-        import tensorflow as tf
+        from keras_gdfr.data.tf_runtime import import_tensorflow
 
-        gpus = tf.config.list_physical_devices("GPU")
+        gpus = import_tensorflow().config.list_physical_devices("GPU")
         info["device"] = "gpu" if gpus else "cpu"
     return info
 
@@ -311,35 +311,37 @@ def run_bench(variant: str = "gdfrnet", image_size: int = 32, batch: int | None 
 
 
 def _pipeline_rates(backend, spec, batch, image_size, data, data_limit, data_format, seed) -> dict:
-    """The input pipelines' own rates: the device pipeline (torch, 32 px) and tf.data on `--data`."""
+    """The input pipelines' own rates: the device pipeline (any backend) and, with `--data`, tf.data."""
     import numpy as np
 
+    from keras_gdfr.data import device_pipeline, tf_runtime
+    from keras_gdfr.data.augment import Augmentation
+    from keras_gdfr.data.sources import SplitData
+
     out: dict = {}
-    images = labels = None
     if data:
+        from keras_gdfr.data import pipeline
         from keras_gdfr.data.sources import load_dataset
 
         split = load_dataset(spec.name, "train", data_dir=data, limit=data_limit or None)
         out["pipeline_data"] = split.description
-        try:
-            from keras_gdfr.data import pipeline
-        except ImportError as err:  # no TensorFlow (the GPU image)
+        if not tf_runtime.available():  # no TensorFlow (the GPU image)
             out["pipeline_img_s"] = None
-            out["pipeline_note"] = f"tf.data unavailable: {err}"
+            out["pipeline_note"] = "tf.data unavailable: TensorFlow is not installed"
         else:
             out["pipeline_img_s"] = pipeline.pipeline_rate(split, spec, batch_size=batch, seed=seed)
-        if split.images is not None:
-            images, labels = split.images, split.labels
-    if backend == "torch" and image_size < 64:
-        from keras_gdfr.data import gpu_pipeline
-
-        if images is None:
-            rng = np.random.default_rng(seed)
-            images = rng.integers(0, 256, (max(batch * 8, 1024), image_size, image_size, 3), dtype=np.uint8)
-            labels = rng.integers(0, spec.num_classes, len(images))
-            out["device_pipeline_data"] = f"synthetic uint8 {images.shape}"
-        out["device_pipeline_img_s"] = gpu_pipeline.device_pipeline_rate(
-            images, labels, spec, batch_size=batch, seed=seed, data_format=data_format)
+    elif image_size == spec.image_size:
+        rng = np.random.default_rng(seed)
+        n = max(batch * 8, 1024) if image_size < 64 else batch * 4
+        split = SplitData(labels=rng.integers(0, spec.num_classes, n),
+                          class_names=[str(i) for i in range(spec.num_classes)],
+                          description=f"synthetic uint8 ({n}, {image_size}, {image_size}, 3)", image_size=image_size,
+                          images=rng.integers(0, 256, (n, image_size, image_size, 3), dtype=np.uint8))
+        out["device_pipeline_data"] = split.description
+    else:
+        return out
+    out["device_pipeline_img_s"] = device_pipeline.device_pipeline_rate(
+        split, Augmentation.for_spec(spec), batch_size=batch, seed=seed, data_format=data_format)
     return out
 
 

@@ -561,9 +561,25 @@ def _imagewoof_tree(root: pathlib.Path | None, spec: DatasetSpec, download: bool
     return _open_tree(_download(spec, filename, spec.download_url, root))
 
 
-def _tfds_catalog(spec: DatasetSpec, role: str, data_dir, download: bool) -> _Catalog:
-    import tensorflow_datasets as tfds
+TFDS_INSTALL = "pip install tensorflow-datasets tensorflow-cpu"
 
+
+def _import_tfds(spec: DatasetSpec):
+    """tensorflow_datasets (TensorFlow quiet and off the GPUs first), or one DataError saying how to get it."""
+    from keras_gdfr.data.tf_runtime import TensorFlowMissing, import_tensorflow
+
+    need = (f"{spec.name} from the tfds catalog ({spec.tfds_name}) needs tensorflow-datasets and TensorFlow "
+            f"({TFDS_INSTALL}); or pass an ImageFolder / archive / packed file with --data")
+    try:
+        import_tensorflow("tfds")
+        import tensorflow_datasets as tfds
+    except (TensorFlowMissing, ImportError) as err:
+        raise DataError(need) from err
+    return tfds
+
+
+def _tfds_catalog(spec: DatasetSpec, role: str, data_dir, download: bool) -> _Catalog:
+    tfds = _import_tfds(spec)
     split = spec.splits[0 if role == "train" else 1]
     where = str(data_dir) if data_dir is not None else "the tfds default data_dir"
     try:

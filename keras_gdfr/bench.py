@@ -238,6 +238,9 @@ def run_bench(variant: str = "gdfrnet", image_size: int = 32, batch: int | None 
             raise click.UsageError("--memory-format channels_last is for GPUs (on CPU, PyTorch's NHWC conv backward can crash)")
     keras.config.set_image_data_format(data_format)
     keras.mixed_precision.set_global_policy(precision)
+    from keras_gdfr.data.tf_runtime import tame_if_installed
+
+    tame_if_installed()  # before set_random_seed imports TensorFlow loudly and with the GPUs
     keras.utils.set_random_seed(seed)
     shape = (image_size, image_size, 3) if data_format == "channels_last" else (3, image_size, image_size)
     load_start = os.getloadavg()

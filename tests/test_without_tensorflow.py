@@ -96,3 +96,25 @@ def test_info_and_bench_without_tensorflow():
                             "--threads", "1", "--json")
     assert bench.returncode == 0, bench.stderr[-3000:]
     assert json.loads(bench.stdout.strip().splitlines()[-1])["device_pipeline_img_s"] > 0
+
+
+def test_tf_data_on_torch_is_quiet_and_keeps_tensorflow_off_the_gpus(cifar10_zip, tmp_path):
+    """tf.data on torch: no TensorFlow C++ notices on the terminal; TensorFlow sees no GPU."""
+    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(REPO)}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    args = ["train", "recipes/cifar10.toml", *SMALL, "--data", cifar10_zip, "--limit-train", 32, "--limit-test", 32,
+            "--epochs", 1, "--run-dir", tmp_path / "run", "--set", "data.pipeline=tf.data"]
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_gdfr.cli", *map(str, args)],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for noise in ("oneDNN", "cuda", "absl::InitializeLog", "I0000", "cpu_feature_guard", "TF-TRT"):
+        assert noise not in result.stderr, result.stderr[-2000:]
+    start = json.loads((tmp_path / "run" / "events.jsonl").read_text().splitlines()[0])
+    assert start["pipeline"] == "tf.data"
+    script = ("import keras; from keras_gdfr.data.tf_runtime import import_tensorflow; tf = import_tensorflow(); "
+              "print('VISIBLE', tf.config.get_visible_devices('GPU'), keras.backend.backend())")
+    probe = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True,
+                           timeout=300)
+    assert "VISIBLE [] torch" in probe.stdout, probe.stderr[-2000:]
+    assert "oneDNN" not in probe.stderr and "cuda" not in probe.stderr

@@ -78,11 +78,27 @@ def import_tensorflow(purpose: str = "tf.data"):
     try:
         with _quiet_stderr() if first else contextlib.nullcontext():
             import tensorflow as tf
+
+            if _backend() != "tensorflow":
+                hide_gpus(tf)  # looking for GPUs logs (cuInit) too
     except ImportError as err:
         raise TensorFlowMissing(f"{purpose} needs TensorFlow, which is not installed ({INSTALL_HINT})") from err
-    if _backend() != "tensorflow":
-        hide_gpus(tf)
     return tf
+
+
+def tame_if_installed() -> None:
+    """Import an installed TensorFlow now, quietly and off the GPUs (torch/jax backends).
+
+    Keras imports TensorFlow by itself wherever it is installed
+    (`keras.utils.set_random_seed` seeds it): call this first, so that import is
+    this module's. Without TensorFlow, or on the tensorflow backend, it does nothing.
+    """
+    if "tensorflow" in sys.modules or _backend() == "tensorflow" or not available():
+        return
+    try:
+        import_tensorflow()
+    except TensorFlowMissing:  # installed but broken: Keras will find it unavailable too
+        pass
 
 
 def _backend() -> str:

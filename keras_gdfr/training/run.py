@@ -24,7 +24,7 @@ from keras_gdfr.counting import count_model
 from keras_gdfr.data import device_pipeline, pipeline
 from keras_gdfr.data.augment import Augmentation, prepared_nbytes, steps_per_epoch
 from keras_gdfr.data.sources import SplitData, load_dataset
-from keras_gdfr.data.tf_runtime import TensorFlowMissing
+from keras_gdfr.data.tf_runtime import TensorFlowMissing, tame_if_installed
 from keras_gdfr.models import GDFRNet
 from keras_gdfr.training import checkpoints
 from keras_gdfr.training.events import EVAL_FILE, MODEL_FILE, RECIPE_FILE, EventWriter
@@ -289,6 +289,7 @@ def _epochs_done(run_dir) -> int:
 
 
 def _run(recipe, run_dir, resume, events, stop, started) -> RunResult:
+    tame_if_installed()  # before set_random_seed imports TensorFlow loudly and with the GPUs
     keras.utils.set_random_seed(recipe.train.seed)
     train_data, test_data = load_splits(recipe)
     model = build_model(recipe, train_data.num_classes)

@@ -110,6 +110,38 @@ class _Sync:
             keras.ops.convert_to_numpy(self.model.trainable_weights[-1])
 
 
+class _DynamoCount:
+    """torch.compile's own counters (torch._dynamo.utils.counters): frames compiled and graph breaks.
+
+    ``compiled_frames_warmup``: frames dynamo compiled during the warm-up; ``recompiles_after_warmup``:
+    frames compiled after it (0 when the step compiled once); ``graph_breaks``: breaks recorded.
+    """
+
+    def __init__(self, backend: str, jit: bool):
+        self.active = backend == "torch" and jit
+        self.start = self.warm = 0
+        if self.active:
+            self.start = self._frames()
+
+    @staticmethod
+    def _frames() -> int:
+        from torch._dynamo.utils import counters
+
+        return int(counters["frames"]["ok"])
+
+    def mark_warm(self) -> None:
+        if self.active:
+            self.warm = self._frames()
+
+    def result(self) -> dict:
+        if not self.active:
+            return {}
+        from torch._dynamo.utils import counters
+
+        return {"compiled_frames_warmup": self.warm - self.start, "recompiles_after_warmup": self._frames() - self.warm,
+                "graph_breaks": int(sum(counters["graph_break"].values()))}
+
+
 def _peak_memory_mib(backend: str) -> tuple[float, str]:
     if backend == "torch":
         import torch
@@ -264,10 +296,12 @@ def run_bench(variant: str = "gdfrnet", image_size: int = 32, batch: int | None 
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
 
+    compiled = _DynamoCount(backend, jit)
     started = time.perf_counter()
     model.fit(_cycle_dataset(keras, batches, warmup), epochs=1, verbose=0, shuffle=False)
     sync()
     warmup_s = time.perf_counter() - started
+    compiled.mark_warm()
     started = time.perf_counter()
     history = model.fit(_cycle_dataset(keras, batches, steps), epochs=1, verbose=0, shuffle=False)
     sync()
@@ -305,7 +339,7 @@ def run_bench(variant: str = "gdfrnet", image_size: int = 32, batch: int | None 
         "dataset": dataset, "train_size": spec.train_size, "test_size": spec.test_size,
         "epoch_train_s": epoch_train_s, "epoch_s": epoch_s,
         f"schedule_{SCHEDULE_EPOCHS}_s": SCHEDULE_EPOCHS * epoch_s,
-        "final_loss": loss, "finite": bool(np.isfinite(loss)),
+        "final_loss": loss, "finite": bool(np.isfinite(loss)), **compiled.result(),
         "load_avg_start": list(load_start), "load_avg_end": list(os.getloadavg()),
         "commit": _git_commit(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
     }
@@ -455,7 +489,10 @@ def format_table(result: dict) -> str:
                   + ("" if result.get("fused_batchnorm") or result["backend"] != "torch" else " (Keras BatchNorm)")),
         ("inference", f"{num(result['infer_img_s'])} img/s, {result['infer_step_s'] * 1e3:.1f} ms/step, "
                       f"{num(result['infer_tflops'], 2)} TFLOP/s"),
-        ("warm-up", f"{result['warmup']} steps in {result['warmup_s']:.1f} s"),
+        ("warm-up", f"{result['warmup']} steps in {result['warmup_s']:.1f} s"
+                    + (f" ({result['compiled_frames_warmup']} frames compiled; after warm-up "
+                       f"{result['recompiles_after_warmup']} recompiles; {result['graph_breaks']} graph breaks)"
+                       if "recompiles_after_warmup" in result else "")),
         ("peak memory", f"{num(result['peak_memory_mib'])} MiB ({result['peak_memory_kind']})"),
         (f"epoch ({result['dataset']})", f"{result['epoch_s']:.1f} s ({result['epoch_train_s']:.1f} s train on "
                                          f"{result['train_size']:,d} + eval on {result['test_size']:,d})"),

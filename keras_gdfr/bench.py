@@ -397,7 +397,7 @@ def _native_module():
 
 
 def against_native(variant: str = "tiny", image_size: int = 32, batch: int = 64, rounds: int = 6, steps: int = 2,
-                   jit: bool = False, threads: int = 0, seed: int = 0, **overrides) -> dict:
+                   jit: bool = False, threads: int = 0, seed: int = 0, foreach_sgd: bool = False, **overrides) -> dict:
     """Keras vs the native PyTorch twin, same weights and batches, train steps interleaved in one process.
 
     Each round runs `steps` Keras train steps (`train_on_batch`: TorchSGD, label-smoothed
@@ -426,7 +426,10 @@ def against_native(variant: str = "tiny", image_size: int = 32, batch: int = 64,
     keras.utils.set_random_seed(seed)
     model = GDFRNet(variant, input_shape=(3, image_size, image_size), num_classes=10, data_format="channels_first",
                     **overrides)
-    compile_for_training(model, TorchSGD(PAPER_LR), jit_compile=jit)
+    optimizer = TorchSGD(PAPER_LR)
+    if foreach_sgd:
+        use_foreach_updates(optimizer)
+    compile_for_training(model, optimizer, jit_compile=jit)
     twin = native.build(variant, 10, **overrides)
     native.load_keras_weights(twin, model)
     device = keras.ops.convert_to_tensor(np.zeros(1, np.float32)).device
@@ -464,7 +467,7 @@ def against_native(variant: str = "tiny", image_size: int = 32, batch: int = 64,
     keras_s, native_s = float(np.median(keras_times)), float(np.median(native_times))
     return {
         "against": "native", "against_variant": variant, "against_batch": batch, "against_rounds": rounds,
-        "against_steps": steps, "against_jit": jit,
+        "against_steps": steps, "against_jit": jit, "against_foreach_sgd": foreach_sgd,
         "keras_step_s": keras_s, "native_step_s": native_s,
         "keras_img_s": batch / keras_s, "native_img_s": batch / native_s,
         "keras_native_ratio": native_s / keras_s,
@@ -506,7 +509,8 @@ def format_table(result: dict) -> str:
     if "keras_native_ratio" in result:
         rows.append(("Keras / native", f"{result['keras_native_ratio']:.2f}x throughput (Keras {num(result['keras_img_s'])}"
                      f" img/s, native PyTorch {num(result['native_img_s'])} img/s; {result['against_variant']}, batch "
-                     f"{result['against_batch']}, {'compiled' if result['against_jit'] else 'eager'}, interleaved, "
+                     f"{result['against_batch']}, {'compiled' if result['against_jit'] else 'eager'}"
+                     f"{', foreach SGD' if result.get('against_foreach_sgd') else ''}, interleaved, "
                      f"median of {result['against_rounds']} rounds x {result['against_steps']} steps)"))
     rows.append(("load average", " ".join(f"{v:.2f}" for v in result["load_avg_start"]) + " (start)"))
     rows.append(("commit, date", f"{result['commit']}, {result['date']}"))
@@ -556,7 +560,7 @@ def bench(variant, image_size, batch, precision, data_format, memory_format, jit
                        foreach_sgd=foreach_sgd)
     if against == "native":
         result.update(against_native(variant, int(image_size), batch or result["batch"], rounds=rounds,
-                                     steps=steps, jit=jit, threads=threads))
+                                     steps=steps, jit=jit, threads=threads, foreach_sgd=foreach_sgd))
     if as_json:
         click.echo(json.dumps(result))
     else:

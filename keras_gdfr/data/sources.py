@@ -41,7 +41,8 @@ once, here, to ``SplitData.images``, uint8 (N, S, S, 3) with S the spec's
 ``image_size`` (other sizes are resized whole, bilinear, antialiased). The
 256-px datasets (Imagenette, Imagewoof) keep the still-encoded files in
 ``SplitData.encoded`` (the full Imagenette would be ~1.9 GB decoded); the input
-pipeline decodes, resizes and crops them in tf.data. Every such file is still
+pipelines decode and resize them (`keras_gdfr.data.augment.prepare_image`: once per
+split for the device pipeline, per epoch in tf.data). Every such file is still
 decoded once here (at reduced scale where JPEG allows), so corrupt files are
 found at load time, by path; files TensorFlow cannot decode (CMYK JPEG, BMP, GIF,
 TIFF, ...) are re-encoded as PNG.

@@ -49,8 +49,8 @@ def test_shipped_recipe_states_the_paper_defaults(name):
     recipe = load_recipe(REPO_RECIPES / f"{name}.toml")
     assert recipe == Recipe.from_dict({"data": {"dataset": name}})
     spec = DATASETS[name]
-    assert (recipe.train.batch_size, recipe.augment.flip, recipe.augment.resize) == (
-        spec.batch_size, spec.flip, spec.image_size,
+    assert (recipe.train.batch_size, recipe.augment.flip, recipe.augment.resize, recipe.augment.pad) == (
+        spec.batch_size, spec.flip, *((32, 4) if spec.image_size == 32 else (288, 0)),
     )
     assert recipe.train.epochs == 200 and recipe.train.milestones == (60, 120, 160)
     assert (recipe.train.lr, recipe.train.lr_gamma, recipe.train.momentum) == (0.1, 0.2, 0.9)

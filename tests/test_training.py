@@ -109,7 +109,7 @@ def test_train_end_to_end_writes_the_run_directory(cifar10_zip, tmp_path, backen
 
 def test_resume_after_sigkill_matches_uninterrupted_run(cifar10_zip, tmp_path):
     common = ["train", "recipes/cifar10.toml", *SMALL, "--data", cifar10_zip, "--limit-train", 192,
-              "--limit-test", 64, "--epochs", 3]
+              "--limit-test", 64, "--epochs", 3, "--set", "data.pipeline=device"]
     straight = tmp_path / "straight"
     assert gdfr(*common, "--run-dir", straight, env=SINGLE_THREAD).returncode == 0
 
@@ -127,6 +127,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(cifar10_zip, tmp_path):
     log = events(killed)
     starts = [e for e in log if e["event"] == "run_start"]
     assert [s["initial_epoch"] for s in starts] == [0, 1]
+    assert [s["pipeline"] for s in starts] == ["device", "device"]
     assert [e["epoch"] for e in log if e["event"] == "epoch_end"] == [1, 2, 3]
 
     for (name_a, a), (name_b, b) in zip(final_weights(straight), final_weights(killed), strict=True):

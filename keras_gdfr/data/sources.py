@@ -41,7 +41,8 @@ once, here, to ``SplitData.images``, uint8 (N, S, S, 3) with S the spec's
 ``image_size`` (other sizes are resized whole, bilinear, antialiased). The
 256-px datasets (Imagenette, Imagewoof) keep the still-encoded files in
 ``SplitData.encoded`` (the full Imagenette would be ~1.9 GB decoded); the input
-pipeline decodes, resizes and crops them in tf.data. Every such file is still
+pipelines decode and resize them (`keras_gdfr.data.augment.prepare_image`: once per
+split for the device pipeline, per epoch in tf.data). Every such file is still
 decoded once here (at reduced scale where JPEG allows), so corrupt files are
 found at load time, by path; files TensorFlow cannot decode (CMYK JPEG, BMP, GIF,
 TIFF, ...) are re-encoded as PNG.
@@ -561,9 +562,25 @@ def _imagewoof_tree(root: pathlib.Path | None, spec: DatasetSpec, download: bool
     return _open_tree(_download(spec, filename, spec.download_url, root))
 
 
-def _tfds_catalog(spec: DatasetSpec, role: str, data_dir, download: bool) -> _Catalog:
-    import tensorflow_datasets as tfds
+TFDS_INSTALL = "pip install tensorflow-datasets tensorflow-cpu"
 
+
+def _import_tfds(spec: DatasetSpec):
+    """tensorflow_datasets (TensorFlow quiet and off the GPUs first), or one DataError saying how to get it."""
+    from keras_gdfr.data.tf_runtime import TensorFlowMissing, import_tensorflow
+
+    need = (f"{spec.name} from the tfds catalog ({spec.tfds_name}) needs tensorflow-datasets and TensorFlow "
+            f"({TFDS_INSTALL}); or pass an ImageFolder / archive / packed file with --data")
+    try:
+        import_tensorflow("tfds")
+        import tensorflow_datasets as tfds
+    except (TensorFlowMissing, ImportError) as err:
+        raise DataError(need) from err
+    return tfds
+
+
+def _tfds_catalog(spec: DatasetSpec, role: str, data_dir, download: bool) -> _Catalog:
+    tfds = _import_tfds(spec)
     split = spec.splits[0 if role == "train" else 1]
     where = str(data_dir) if data_dir is not None else "the tfds default data_dir"
     try:

@@ -257,6 +257,7 @@ def info(recipe, variant, sets, epochs, as_json, layers):
         label_smoothing=train_config.label_smoothing, variant=parsed.model.variant,
         overrides=overrides, params=count.params, macs=count.macs,
         macs_tconv_output_convention=count.macs_tconv_output_convention,
+        **_pipeline_facts(parsed),
     )
     if as_json:
         click.echo(json.dumps(facts))
@@ -270,8 +271,19 @@ def info(recipe, variant, sets, epochs, as_json, layers):
                f"batch {train_config.batch_size}, label smoothing {train_config.label_smoothing:g}")
     click.echo(f"model     {parsed.model.variant}: {count.params:,} parameters, {count.macs / 1e9:.3f} G MACs "
                f"({count.macs_tconv_output_convention / 1e9:.3f} G counting transposed convs per output pixel)")
+    click.echo(f"input     {facts['pipeline']} pipeline ({facts['pipeline_reason']})")
     if layers:
         click.echo(count.table())
+
+
+def _pipeline_facts(parsed) -> dict:
+    """The input pipeline `gdfr train` would choose (split sizes from the spec and the limits)."""
+    from keras_gdfr.training.run import choose_input_pipeline
+
+    spec, data = parsed.spec, parsed.data
+    images = (data.limit_train or spec.train_size) + (data.limit_test or spec.test_size)
+    choice, reason = choose_input_pipeline(parsed, images)
+    return {"pipeline": choice, "pipeline_reason": reason}
 
 
 @click.command()

@@ -4,8 +4,8 @@ A recipe has five sections (every key optional except `data.dataset`; omitted
 keys take the paper's values from `keras_gdfr.data.specs.DATASETS` and
 `keras_gdfr.training.schedule`):
 
-    [data]    dataset, source, data_dir, on_corrupt, limit_train, limit_test, classes
-    [augment] flip, pad, resize, normalize
+    [data]    dataset, source, data_dir, on_corrupt, limit_train, limit_test, classes, pipeline
+    [augment] flip, pad, resize, normalize (`keras_gdfr.data.augment` says what each does)
     [model]   variant, and [model.overrides]: any knob of `variants.DEFAULTS`
     [train]   epochs, batch_size, lr, momentum, weight_decay, decay_exclude,
               label_smoothing, milestones, lr_gamma, seed, precision, jit_compile, backend
@@ -43,6 +43,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+from keras_gdfr.data.augment import PIPELINES, default_pad, default_resize
 from keras_gdfr.data.specs import DATASETS, DatasetSpec
 from keras_gdfr.training import schedule
 from keras_gdfr.variants import DEFAULTS, VARIANTS, variant_config
@@ -276,6 +277,7 @@ class DataConfig:
     limit_train: int = _key(_integer(minimum=0), 0)  # 0 = the whole split
     limit_test: int = _key(_integer(minimum=0), 0)
     classes: tuple[str, ...] = _key(_classes, ())  # () = every class
+    pipeline: str = _key(_choice(PIPELINES), "auto", text=True)  # auto | device | tf.data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,8 +285,8 @@ class AugmentConfig:
     """`[augment]`: the paper's training augmentation (section 2.1)."""
 
     flip: bool = _key(_boolean, derive=lambda spec: spec.flip)
-    pad: int = _key(_integer(minimum=0), 4)  # padding before the random crop
-    resize: int = _key(_integer(minimum=1), derive=lambda spec: spec.image_size)
+    pad: int = _key(_integer(minimum=0), derive=default_pad)  # zero padding before the random crop
+    resize: int = _key(_integer(minimum=1), derive=default_resize)  # shorter side before the crop
     normalize: bool = _key(_boolean, True)
 
 
@@ -498,6 +500,13 @@ def _check_milestones_fit(
         raise _fail(origin, "train.milestones", problem, sources)
 
 
+def _check_resize_fits(resize: int, spec: DatasetSpec, origin: str, sources: Mapping[str, str]) -> None:
+    """The crop (the model's input side) must fit in the resized image."""
+    if resize < spec.image_size:
+        problem = f"{resize} is smaller than {spec.name}'s {spec.image_size}-px crop"
+        raise _fail(origin, "augment.resize", problem, sources)
+
+
 def _resolve(raw: Mapping, *, origin: str, sources: Mapping[str, str]) -> Recipe:
     """Check a whole raw recipe (nested dicts) and build the Recipe."""
     if not isinstance(raw, Mapping):
@@ -515,6 +524,7 @@ def _resolve(raw: Mapping, *, origin: str, sources: Mapping[str, str]) -> Recipe
         )
         sections["train"] = dataclasses.replace(sections["train"], milestones=paper)
     _check_milestones_fit(sections["train"].milestones, sections["train"].epochs, origin, sources)
+    _check_resize_fits(sections["augment"].resize, spec, origin, sources)
     return Recipe(**sections, origin=origin)
 
 

@@ -22,8 +22,10 @@ import keras
 import numpy as np
 
 from keras_gdfr.counting import count_model
-from keras_gdfr.data import pipeline
+from keras_gdfr.data import device_pipeline, pipeline
+from keras_gdfr.data.augment import Augmentation, prepared_nbytes, steps_per_epoch
 from keras_gdfr.data.sources import DataError, SplitData, load_dataset
+from keras_gdfr.data.tf_runtime import TensorFlowMissing, tame_if_installed
 from keras_gdfr.models import GDFRNet
 from keras_gdfr.saving import save_run_model
 from keras_gdfr.training import checkpoints
@@ -111,9 +113,35 @@ def check_same_classes(train: SplitData, test: SplitData) -> None:
     raise DataError(f"the train and test splits have different classes ({differ}); test data: {test.description}")
 
 
-def _pipeline_spec(recipe: Recipe):
-    """The dataset spec as the pipeline should apply it (the recipe may turn flips off)."""
-    return dataclasses.replace(recipe.spec, flip=recipe.augment.flip)
+def augmentation(recipe: Recipe) -> Augmentation:
+    """The recipe's `[augment]` keys as both input pipelines apply them."""
+    a = recipe.augment
+    return Augmentation.for_spec(recipe.spec, pad=a.pad, resize=a.resize, flip=a.flip, normalize=a.normalize)
+
+
+def choose_input_pipeline(recipe: Recipe, images: int) -> tuple[str, str]:
+    """("device" | "tf.data", why) for `images` prepared images (train + test) under `data.pipeline`."""
+    nbytes = prepared_nbytes(images, augmentation(recipe).resize)
+    return device_pipeline.choose_pipeline(recipe.data.pipeline, nbytes)
+
+
+def input_data(recipe: Recipe, choice: str, data: SplitData, *, train: bool, initial_epoch: int = 0,
+               one_hot: bool = True):
+    """One split as `model.fit`/`predict` input from the chosen pipeline (train: shuffled, augmented)."""
+    aug, t = augmentation(recipe), recipe.train
+    try:
+        if choice == "device" and train:
+            return device_pipeline.DeviceTrainData(data, aug, batch_size=t.batch_size, seed=t.seed,
+                                                   start_epoch=initial_epoch, epochs=t.epochs, one_hot=one_hot)
+        if choice == "device":
+            return device_pipeline.DeviceEvalData(data, aug, batch_size=t.batch_size, one_hot=one_hot)
+        if train:
+            return pipeline.train_dataset(data, recipe.spec, batch_size=t.batch_size, seed=t.seed,
+                                          start_epoch=initial_epoch, epochs=t.epochs, one_hot=one_hot,
+                                          augmentation=aug)
+        return pipeline.eval_dataset(data, recipe.spec, t.batch_size, one_hot=one_hot, augmentation=aug)
+    except TensorFlowMissing as err:
+        raise RunError(f"{err}; or set data.pipeline = \"device\" (--set data.pipeline=device)") from err
 
 
 def build_model(recipe: Recipe, num_classes: int) -> keras.Model:
@@ -240,8 +268,9 @@ class RunMonitor(keras.callbacks.Callback):
 
 def predict_logits(model: keras.Model, data: SplitData, recipe: Recipe) -> np.ndarray:
     """Logits (N, K) of `model` on every image of `data`, in order, as float64."""
-    dataset = pipeline.eval_dataset(data, _pipeline_spec(recipe), recipe.train.batch_size)
-    return np.asarray(keras.ops.convert_to_numpy(model.predict(dataset, verbose=0)), np.float64)
+    choice, _ = choose_input_pipeline(recipe, len(data))
+    logits = model.predict(input_data(recipe, choice, data, train=False, one_hot=False), verbose=0)
+    return np.asarray(keras.ops.convert_to_numpy(logits), np.float64)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -281,15 +310,11 @@ def _write_json(path: pathlib.Path, payload: dict) -> None:
     checkpoints.atomic_write_text(path, json.dumps(payload, indent=2))
 
 
-def _fit(model, recipe, train_data, test_data, run_dir, events, initial_epoch, best, stop):
-    spec = _pipeline_spec(recipe)
+def _fit(model, recipe, train_data, test_data, run_dir, events, initial_epoch, best, stop, choice):
     train = recipe.train
-    steps = pipeline.steps_per_epoch(len(train_data), train.batch_size)
-    train_ds = pipeline.train_dataset(
-        train_data, spec, batch_size=train.batch_size, seed=train.seed,
-        start_epoch=initial_epoch, epochs=train.epochs, one_hot=True,
-    )
-    test_ds = pipeline.eval_dataset(test_data, spec, train.batch_size, one_hot=True)
+    steps = steps_per_epoch(len(train_data), train.batch_size)
+    train_ds = input_data(recipe, choice, train_data, train=True, initial_epoch=initial_epoch)
+    test_ds = input_data(recipe, choice, test_data, train=False)
     monitor = RunMonitor(run_dir, events, recipe, steps, stop, best)
     model.fit(
         train_ds, epochs=train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
@@ -434,10 +459,11 @@ def _resume_point(run_dir: pathlib.Path) -> pathlib.Path | None:
 
 def _run(recipe, run_dir, resume, events, stop, started) -> RunResult:
     checkpoint = _resume_point(run_dir) if resume else None  # before the data: a refusal should be quick
+    tame_if_installed()  # before set_random_seed imports TensorFlow loudly and with the GPUs
     keras.utils.set_random_seed(recipe.train.seed)
     train_data, test_data = load_splits(recipe)
     model = build_model(recipe, train_data.num_classes)
-    steps = pipeline.steps_per_epoch(len(train_data), recipe.train.batch_size)
+    steps = steps_per_epoch(len(train_data), recipe.train.batch_size)
     optimizer = compile_model(model, recipe, steps)
     initial_epoch, best = 0, -1.0
     if resume:
@@ -445,17 +471,19 @@ def _run(recipe, run_dir, resume, events, stop, started) -> RunResult:
             state = checkpoints.load_checkpoint(checkpoint, model, optimizer)
             initial_epoch, best = int(state["epoch"]), float(state["best_val_accuracy"])
     count = count_model(model)
+    choice, reason = choose_input_pipeline(recipe, len(train_data) + len(test_data))
     events.emit(
         "run_start", run_id=run_dir.name, recipe=recipe.to_dict(), variant=recipe.model.variant,
         dataset=recipe.data.dataset, backend=keras.backend.backend(), params=count.params, macs=count.macs,
         epochs=recipe.train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
         batch_size=recipe.train.batch_size, train_size=len(train_data), test_size=len(test_data),
         class_names=train_data.class_names, data=train_data.description, pid=os.getpid(),
+        pipeline=choice, pipeline_reason=reason,
     )
     monitor = None
     epochs_done = initial_epoch
     if initial_epoch < recipe.train.epochs:
-        monitor = _fit(model, recipe, train_data, test_data, run_dir, events, initial_epoch, best, stop)
+        monitor = _fit(model, recipe, train_data, test_data, run_dir, events, initial_epoch, best, stop, choice)
         epochs_done = max(monitor.epochs_done, initial_epoch)
         best = monitor.best_val_accuracy
     seconds = lambda: time.perf_counter() - started  # noqa: E731

@@ -3,7 +3,7 @@
 Images are read as the recipe's test split reads them (one source of truth, the
 data modules): 32-px datasets resize the whole image to S x S (bilinear, as
 `keras_gdfr.data.sources` does), 256-px datasets resize the shorter side to 9/8 S
-and take the centre S x S crop (`keras_gdfr.data.pipeline.large_eval_image`).
+and take the centre S x S crop (`keras_gdfr.data.augment`, as the eval pipeline does).
 The model takes the raw 0-255 pixels (its preprocessing is inside:
 `keras_gdfr.saving`).
 
@@ -55,21 +55,25 @@ def model_image_size(model) -> int:
     return int(height)
 
 
-def read_images(payloads, size: int, data_format: str = "channels_last"):
-    """float32 raw 0-255 images (N, S, S, 3) (or (N, 3, S, S)) from encoded files, as the test split reads them."""
+def read_images(payloads, size: int, data_format: str = "channels_last", resize: int | None = None):
+    """float32 raw 0-255 images (N, S, S, 3) (or (N, 3, S, S)) from encoded files, as the test split reads them.
+
+    ``resize``: the recipe's ``[augment] resize`` for 256-px datasets (default 9/8 S).
+    """
     import numpy as np
 
+    from keras_gdfr.data.augment import Augmentation, augment_batch, ops_for, prepare_image, train_resize
     from keras_gdfr.data.sources import LARGE_IMAGE_SIZE, _decode_small
 
     if size >= LARGE_IMAGE_SIZE:
-        import tensorflow as tf
-
-        from keras_gdfr.data.pipeline import large_eval_image
-
-        images = [large_eval_image(tf.constant(payload), size).numpy() for payload in payloads]
+        # The eval pipeline's own steps: shorter side to R + centre square, then the centre S crop.
+        resize = int(resize or train_resize(size))
+        prepared = np.stack([prepare_image(payload, resize) for payload in payloads])
+        unnormalised = Augmentation(size=size, resize=resize, pad=0, flip=False, normalize=False,
+                                    mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+        batch = np.asarray(augment_batch(ops_for("numpy"), prepared, None, unnormalised, train=False), "float32")
     else:
-        images = [_decode_small(payload, size).astype("float32") for payload in payloads]
-    batch = np.stack(images).astype("float32")
+        batch = np.stack([_decode_small(payload, size).astype("float32") for payload in payloads])
     return batch.transpose(0, 3, 1, 2) if data_format == "channels_first" else batch
 
 
@@ -95,7 +99,8 @@ def predict_files(source, targets, top_k: int = 5) -> list[dict]:
     loaded = load_run_model(source)
     files = image_files(targets)
     size = loaded.recipe.spec.image_size if loaded.recipe is not None else model_image_size(loaded.model)
-    images = read_images([path.read_bytes() for path in files], size, model_data_format(loaded.model))
+    resize = loaded.recipe.augment.resize if loaded.recipe is not None else None
+    images = read_images([path.read_bytes() for path in files], size, model_data_format(loaded.model), resize)
     probs = probabilities(loaded.model, images)
     k = min(top_k, probs.shape[1])
     rows = []

@@ -62,16 +62,16 @@ def read_images(payloads, size: int, data_format: str = "channels_last", resize:
     """
     import numpy as np
 
-    from keras_gdfr.data.augment import Augmentation, augment_batch, ops_for, prepare_image, train_resize
+    from keras_gdfr.data.augment import prepare_image, train_resize
     from keras_gdfr.data.sources import LARGE_IMAGE_SIZE, _decode_small
 
     if size >= LARGE_IMAGE_SIZE:
-        # The eval pipeline's own steps: shorter side to R + centre square, then the centre S crop.
+        # The eval pipeline's steps (keras_gdfr.data.augment): shorter side to R + centre
+        # square (prepare_image), then the centre S crop that augment_batch takes when not training.
         resize = int(resize or train_resize(size))
-        prepared = np.stack([prepare_image(payload, resize) for payload in payloads])
-        unnormalised = Augmentation(size=size, resize=resize, pad=0, flip=False, normalize=False,
-                                    mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-        batch = np.asarray(augment_batch(ops_for("numpy"), prepared, None, unnormalised, train=False), "float32")
+        offset = (resize - size) // 2
+        batch = np.stack([prepare_image(payload, resize)[offset:offset + size, offset:offset + size]
+                          for payload in payloads]).astype("float32")
     else:
         batch = np.stack([_decode_small(payload, size).astype("float32") for payload in payloads])
     return batch.transpose(0, 3, 1, 2) if data_format == "channels_first" else batch

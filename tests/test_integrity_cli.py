@@ -163,3 +163,16 @@ def test_smaller_failures_are_one_line_each(tmp_path):
     empty_report = gdfr("report", tmp_path / "data", "--out", tmp_path / "report")
     assert empty_report.returncode == 1
     assert error_line(empty_report) == f"error: no run directory (recipe.json + events.jsonl) in {tmp_path / 'data'}"
+
+
+def test_eval_on_data_with_other_classes_is_refused(base_run, tmp_path):
+    run_dir = copy_run(base_run, tmp_path)
+    data = fx.imagefolder(tmp_path / "data", per_class=(1, 1), splits=("train", "test"))
+    for split in ("train", "test"):
+        (data / split / "cat").rename(data / split / "kat")
+    before = snapshot(run_dir)
+    result = gdfr("eval", run_dir, "--data", data)
+    assert result.returncode == 1
+    line = error_line(result)
+    assert "differ from those the run trained on" in line and "kat" in line
+    assert_kept(run_dir, before)  # eval.json not overwritten with shifted labels

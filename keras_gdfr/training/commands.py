@@ -207,6 +207,7 @@ def eval_command(target, data, recipe_path, out):
         _, test_data = load_splits(recipe)
     except DataError as error:
         _fail(str(error))
+    _check_eval_classes(target, model, test_data)
     # The pipeline normalises: a model with its preprocessing inside gets it removed here.
     report = evaluate(pipeline_model(model, recipe), test_data, recipe, str(model_file))
     out_path = pathlib.Path(out) if out else out_dir / "eval.json"
@@ -215,6 +216,21 @@ def eval_command(target, data, recipe_path, out):
     atomic_write_text(out_path, json.dumps(report, indent=2))
     click.echo(f"accuracy {report['accuracy']:.4f}, loss {report['loss']:.4f}, macro AUC {report['macro_auc']:.4f} "
                f"on {report['num_examples']} images -> {out_path}")
+
+
+def _check_eval_classes(target: pathlib.Path, model, test_data) -> None:
+    """The test classes must be those the model was trained on, else every label is shifted."""
+    from keras_gdfr.training.events import read_events
+
+    outputs = model.output_shape[-1]
+    if outputs != test_data.num_classes:
+        _fail(f"{test_data.description}: {test_data.num_classes} classes, but the model has {outputs} outputs")
+    trained = []
+    if (target / "events.jsonl").is_file():
+        trained = [e.get("class_names") for e in read_events(target) if e["event"] == "run_start"][-1:]
+    if trained and trained[0] and list(trained[0]) != test_data.class_names:
+        _fail(f"{test_data.description}: classes {', '.join(test_data.class_names)} differ from those the run "
+              f"trained on ({', '.join(trained[0])})")
 
 
 def _with_data(recipe, data):

@@ -466,10 +466,9 @@ def _run(recipe, run_dir, resume, events, stop, started) -> RunResult:
     steps = steps_per_epoch(len(train_data), recipe.train.batch_size)
     optimizer = compile_model(model, recipe, steps)
     initial_epoch, best = 0, -1.0
-    if resume:
-        if checkpoint is not None:
-            state = checkpoints.load_checkpoint(checkpoint, model, optimizer)
-            initial_epoch, best = int(state["epoch"]), float(state["best_val_accuracy"])
+    if checkpoint is not None:
+        state = checkpoints.load_checkpoint(checkpoint, model, optimizer)
+        initial_epoch, best = int(state["epoch"]), float(state["best_val_accuracy"])
     count = count_model(model)
     choice, reason = choose_input_pipeline(recipe, len(train_data) + len(test_data))
     events.emit(

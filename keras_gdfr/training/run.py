@@ -29,6 +29,7 @@ from keras_gdfr.training.events import EVAL_FILE, MODEL_FILE, RECIPE_FILE, Event
 from keras_gdfr.training.optimizer import compile_for_training, optimizer_from_recipe
 from keras_gdfr.training.recipe import Recipe
 from keras_gdfr.training.schedule import lr_at_epoch
+from keras_gdfr.training.tensorboard import tensorboard_callback
 
 PROGRESS_INTERVAL_S = 1.0
 
@@ -160,6 +161,11 @@ class RunMonitor(keras.callbacks.Callback):
                 loss=loss, accuracy=float(logs.get("accuracy", 0.0)),
             )
 
+    def on_test_batch_end(self, batch, logs=None):
+        # Keras validates after a stopped epoch; skip that pass (minutes on a full test split).
+        if self.stop.signal_name or self.failure:
+            self.model.stop_evaluating = True
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         # An epoch cut short by a signal or a NaN is not a completed epoch: no event, no checkpoint.
@@ -225,9 +231,10 @@ def _fit(model, recipe, train_data, test_data, run_dir, events, initial_epoch, b
     )
     test_ds = pipeline.eval_dataset(test_data, spec, train.batch_size, one_hot=True)
     monitor = RunMonitor(run_dir, events, recipe, steps, stop, best)
+    callbacks = [monitor, tensorboard_callback(run_dir, recipe, steps)]
     model.fit(
         train_ds, epochs=train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-        validation_data=test_ds, callbacks=[monitor], shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
+        validation_data=test_ds, callbacks=[c for c in callbacks if c is not None], shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
     )
     return monitor
 

@@ -6,11 +6,13 @@ import functools
 import os
 import pathlib
 import shlex
+import signal
 from typing import Sequence
 
 import click
 from textual.app import App
 from textual.binding import Binding
+from textual.screen import ModalScreen
 from textual.signal import Signal
 
 from launcher.launch import (
@@ -24,7 +26,8 @@ from launcher.launch import (
 )
 from launcher.model_info import InfoFunction, ModelInfo, gdfr_info
 from launcher.recipes import default_recipes_dir
-from launcher.runs import OUTPUT
+from launcher.owner import owner_alive, read_owner, signal_owner
+from launcher.runs import OUTPUT, RunRecord
 from launcher.screens.confirm_quit import ConfirmQuit
 from launcher.screens.history import HistoryScreen
 from launcher.screens.launch import LaunchScreen
@@ -47,8 +50,8 @@ class GdfrApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "gdfr-tui"
     BINDINGS = [
-        Binding("l", "switch_mode('launch')", "Launch", id="app.launch"),
-        Binding("h", "switch_mode('history')", "History", id="app.history"),
+        Binding("l", "show_mode('launch')", "Launch", id="app.launch"),
+        Binding("h", "show_mode('history')", "History", id="app.history"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
@@ -70,6 +73,8 @@ class GdfrApp(App[None]):
         self.runs_changed: Signal[pathlib.Path] = Signal(self, "runs-changed")
         """Published with a run directory when a process of ours starts or ends."""
         self._exited: set[pathlib.Path] = set()
+        self.foreign_stops: dict[pathlib.Path, int] = {}
+        """Stop requests sent to runs trained by another process (another gdfr-tui, a shell)."""
         self.add_mode("launch", functools.partial(LaunchScreen, self.recipes_dir, backend or default_backend()))
         self.add_mode("history", functools.partial(HistoryScreen, self.runs_dir))
 
@@ -114,17 +119,43 @@ class GdfrApp(App[None]):
         return run_dir
 
     def stop_run(self, run_dir: pathlib.Path) -> None:
-        """Sends SIGINT (SIGTERM when asked again) to a run this launcher started."""
+        """Sends SIGINT (SIGTERM when asked again) to the trainer of a run.
+
+        The trainer may be ours or any other process on this host: its pid comes
+        from the run's `run.lock` (or `run_start`), checked to be alive first.
+        """
         run_dir = pathlib.Path(run_dir).absolute()
         process = self.processes.get(run_dir)
-        if process is None or not process.running:
-            self.notify(
-                f"{run_dir.name} is not training from this launcher.", title="Stop", severity="warning"
-            )
+        if process is not None and process.running:
+            sent = process.stop()
+            if sent:
+                self.notify(f"{sent} sent to {run_dir.name} (pid {process.pid}).", title="Stop")
             return
-        sent = process.stop()
+        record = RunRecord(run_dir)
+        try:
+            record.poll()
+        except OSError:
+            pass
+        owner = read_owner(run_dir, record.state)
+        if not owner_alive(run_dir, owner):
+            where = "" if owner is None or owner.local else f" (it runs on {owner.host})"
+            self.notify(f"{run_dir.name} has no live trainer on this host{where}.", title="Stop", severity="warning")
+            return
+        count = self.foreign_stops.get(run_dir, 0) + 1
+        sent = signal_owner(owner, signal.SIGINT if count == 1 else signal.SIGTERM)
         if sent:
-            self.notify(f"{sent} sent to {run_dir.name}.", title="Stop")
+            self.foreign_stops[run_dir] = count
+            self.notify(f"{sent} sent to {run_dir.name} (pid {owner.pid}).", title="Stop")
+        else:
+            self.notify(f"could not signal pid {owner.pid} of {run_dir.name}.", title="Stop", severity="error")
+
+    def action_show_mode(self, mode: str) -> None:
+        """Shows a mode's screen; pressed again there (over an opened run), back to its base screen."""
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+            return
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, ModalScreen):
+            self.pop_screen()
 
     @property
     def running(self) -> list[TrainProcess]:
@@ -148,8 +179,8 @@ class GdfrApp(App[None]):
             self.runs_changed.publish(run_dir)
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action in ("switch_mode", "quit") and isinstance(self.screen, ConfirmQuit):
-            return False  # the quit question is answered first
+        if action in ("switch_mode", "show_mode", "quit") and isinstance(self.screen, ModalScreen):
+            return False  # a question (quit, delete, launch) is answered first
         return True
 
     # Quitting --------------------------------------------------------------------

@@ -92,6 +92,18 @@ class EpochRecord:
     seconds: float | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class StepPoint:
+    """One `progress` event: `x` is the fractional epoch (`epoch - 1 + step / steps`)."""
+
+    x: float
+    loss: float | None
+    accuracy: float | None
+    time: float | None
+    epoch: int
+    step: int
+
+
 @dataclasses.dataclass
 class RunState:
     """What the events of one run directory say about it, folded in order.
@@ -114,6 +126,7 @@ class RunState:
     train_size: int | None = None
     test_size: int | None = None
     pid: int | None = None
+    devices: list | None = None
     recipe: dict | None = None
     status: str = "starting"
     started: float | None = None
@@ -127,6 +140,8 @@ class RunState:
     train_accuracy: float | None = None
     lr: float | None = None
     history: dict[int, EpochRecord] = dataclasses.field(default_factory=dict)
+    steps_log: list[StepPoint] = dataclasses.field(default_factory=list)
+    """Every `progress` event, as (fractional epoch, loss, accuracy, time): the step-level curves."""
     errors: list[dict] = dataclasses.field(default_factory=list)
     end: dict | None = None
     events: int = 0
@@ -142,7 +157,7 @@ class RunState:
             for field in (
                 "run_id", "variant", "dataset", "backend", "params", "macs",
                 "epochs", "steps_per_epoch", "batch_size", "train_size",
-                "test_size", "pid", "recipe",
+                "test_size", "pid", "recipe", "devices",
             ):
                 if event.get(field) is not None:
                     setattr(self, field, event[field])
@@ -153,6 +168,9 @@ class RunState:
             self.progress_epoch = None
             self.step = 0
             self.steps = self.steps_per_epoch
+            # A resumed segment starts clean: no step, loss or ETA of the segment before.
+            self.train_loss = self.train_accuracy = None
+            self.steps_log = [p for p in self.steps_log if p.x <= self.initial_epoch]
             if self.started is None:
                 self.started = when
             self.segment_start = when
@@ -162,6 +180,9 @@ class RunState:
             self.steps = _int(event.get("steps")) or self.steps
             self.train_loss = _number(event.get("loss"))
             self.train_accuracy = _number(event.get("accuracy"))
+            if self.progress_epoch is not None and self.steps:
+                x = self.progress_epoch - 1 + self.step / self.steps
+                self.steps_log.append(StepPoint(x, self.train_loss, self.train_accuracy, when, self.progress_epoch, self.step))
         elif kind == "epoch_end":
             epoch = _int(event.get("epoch")) or (self.epoch + 1)
             record = EpochRecord(
@@ -211,10 +232,41 @@ class RunState:
     @property
     def best_accuracy(self) -> float | None:
         """The best validation accuracy: `run_end`'s, or the best epoch's."""
-        if self.end and _number(self.end.get("best_val_accuracy")) is not None:
-            return _number(self.end["best_val_accuracy"])
+        # The trainer writes -1 for "no epoch yet" (a run stopped in its first epoch).
+        best = _number((self.end or {}).get("best_val_accuracy"))
+        if best is not None and best >= 0:
+            return best
         _, values = self.series("val_accuracy")
         return max(values) if values else None
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch of the best validation accuracy (the first one that reached it)."""
+        best = None
+        for record in self.epochs_list:
+            if record.val_accuracy is not None and (best is None or record.val_accuracy > best.val_accuracy):
+                best = record
+        return best.epoch if best else None
+
+    def step_series(self, metric: str) -> tuple[list[float], list[float]]:
+        """(fractional epochs, values) of the `progress` events' `loss` or `accuracy`."""
+        xs, ys = [], []
+        for point in self.steps_log:
+            value = getattr(point, metric)
+            if value is not None:
+                xs.append(point.x)
+                ys.append(value)
+        return xs, ys
+
+    def images_per_second(self) -> float | None:
+        """Training throughput from the last two `progress` events of the same epoch."""
+        points = self.steps_log[-2:]
+        if len(points) < 2 or not self.batch_size:
+            return None
+        a, b = points
+        if a.epoch != b.epoch or b.step <= a.step or a.time is None or b.time is None or b.time <= a.time:
+            return None
+        return (b.step - a.step) * self.batch_size / (b.time - a.time)
 
     @property
     def final_accuracy(self) -> float | None:
@@ -250,13 +302,14 @@ class RunState:
             return 0.0
         return min(1.0, max(0.0, self.step / self.steps))
 
-    def eta_seconds(self) -> float | None:
+    def eta_seconds(self, status: str | None = None) -> float | None:
         """Seconds left, estimated from the events alone (never the wall clock).
 
         Uses the mean epoch time, or while the first epoch runs, the rate of its
-        `progress` events since `run_start`. None when finished or unknown.
+        `progress` events since `run_start`. None when finished or unknown, or
+        when `status` (what the screen shows, e.g. `crashed`) is not running.
         """
-        if self.status != "running" or not self.epochs:
+        if self.status != "running" or not self.epochs or (status is not None and status != "running"):
             return None
         per_epoch = self.mean_epoch_seconds
         fraction = self.epoch_fraction

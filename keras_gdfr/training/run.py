@@ -271,6 +271,17 @@ def _epochs_done(run_dir) -> int:
     return json.loads((path / "state.json").read_text())["epoch"] if path else 0
 
 
+def _devices() -> list[str]:
+    """The devices the backend trains on (`cpu:0`, `cuda:0`, ...), for readers such as gdfr-tui."""
+    try:
+        return [str(d) for d in keras.distribution.list_devices()]
+    except Exception:  # noqa: BLE001 - the torch backend has no distribution API
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [f"cuda:{i}" for i in range(count)] or ["cpu:0"]
+
+
 def _run(recipe, run_dir, resume, events, stop, started) -> RunResult:
     keras.utils.set_random_seed(recipe.train.seed)
     train_data, test_data = load_splits(recipe)
@@ -290,6 +301,7 @@ def _run(recipe, run_dir, resume, events, stop, started) -> RunResult:
         epochs=recipe.train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
         batch_size=recipe.train.batch_size, train_size=len(train_data), test_size=len(test_data),
         class_names=train_data.class_names, data=train_data.description, pid=os.getpid(),
+        devices=_devices(),
     )
     monitor = None
     epochs_done = initial_epoch

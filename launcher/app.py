@@ -53,6 +53,11 @@ class GdfrApp(App[None]):
         Binding("l", "show_mode('launch')", "Launch", id="app.launch"),
         Binding("h", "show_mode('history')", "History", id="app.history"),
         Binding("q", "quit", "Quit", id="app.quit"),
+        # Priority: focus moves before the next key is dispatched, so text typed right
+        # after a burst of Tabs (queued while the app was busy) lands in the right field.
+        Binding("tab", "app.focus_next", "Next field", show=False, priority=True, id="app.focus_next"),
+        Binding("shift+tab", "app.focus_previous", "Previous field", show=False, priority=True,
+                id="app.focus_previous"),
     ]
 
     def __init__(

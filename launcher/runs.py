@@ -130,6 +130,8 @@ class RunState:
     recipe: dict | None = None
     status: str = "starting"
     started: float | None = None
+    first_time: float | None = None
+    """The first event's time: when a run that failed before `run_start` happened."""
     segment_start: float | None = None
     last_time: float | None = None
     epoch: int = 0
@@ -153,6 +155,8 @@ class RunState:
         when = _number(event.get("time"))
         if when is not None:
             self.last_time = when
+            if self.first_time is None:
+                self.first_time = when
         if kind == "run_start":
             for field in (
                 "run_id", "variant", "dataset", "backend", "params", "macs",
@@ -377,6 +381,32 @@ class RunRecord:
         """`eval.json`, or None when absent or unreadable."""
         return read_json(self.path / EVAL)
 
+    def recipe(self) -> dict:
+        """The run's recipe: `run_start`'s, else `recipe.json` (a run that failed before starting)."""
+        if isinstance(self.state.recipe, dict) and self.state.recipe:
+            return self.state.recipe
+        if not hasattr(self, "_recipe_file"):
+            self._recipe_file = read_json(self.path / RECIPE)
+        return self._recipe_file if isinstance(self._recipe_file, dict) else {}
+
+    @property
+    def variant(self) -> str:
+        return self.state.variant or str(self.recipe().get("model", {}).get("variant") or "")
+
+    @property
+    def dataset(self) -> str:
+        return self.state.dataset or str(self.recipe().get("data", {}).get("dataset") or "")
+
+    @property
+    def when(self) -> float:
+        """When the run started: `run_start`, else its first event, else the directory's mtime."""
+        if self.state.started or self.state.first_time:
+            return float(self.state.started or self.state.first_time)
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return 0.0
+
 
 def read_json(path: pathlib.Path) -> Any | None:
     """A JSON file's content, or None when missing, unreadable or malformed."""
@@ -478,11 +508,7 @@ class RunIndex:
             for path in list(self.records):
                 if path not in seen:
                     del self.records[path]
-            runs = sorted(
-                self.records.values(),
-                key=lambda r: (r.state.started or 0.0, r.path.name),
-                reverse=True,
-            )
+            runs = sorted(self.records.values(), key=lambda r: (r.when, r.path.name), reverse=True)
             return runs, skipped
 
 
@@ -501,6 +527,55 @@ def _not_a_run(path: pathlib.Path) -> str | None:
     if not os.access(path / EVENTS, os.R_OK):
         return "events.jsonl unreadable (permission denied)"
     return None
+
+
+# Run labels ----------------------------------------------------------------------
+
+# Keys that differ between runs without telling them apart (names, paths, the seed of a repeat).
+_LABEL_IGNORED = ("run.", "data.data_dir", "data.source")
+
+
+def flat_settings(document: dict, prefix: str = "") -> dict[str, str]:
+    """A recipe dict as {"train.lr": "0.05", ...} (lists as `[a, b]`)."""
+    out: dict[str, str] = {}
+    for key, value in (document or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flat_settings(value, f"{name}."))
+        else:
+            out[name] = json.dumps(value) if isinstance(value, (list, tuple, bool)) or value is None else str(value)
+    return out
+
+
+def differing_settings(recipes: list[dict]) -> list[dict[str, str]]:
+    """For each recipe, the settings whose values are not the same in all of `recipes`."""
+    flats = [flat_settings(recipe) for recipe in recipes]
+    keys = sorted({key for flat in flats for key in flat if not key.startswith(_LABEL_IGNORED)})
+    differing = [k for k in keys if len({flat.get(k) for flat in flats}) > 1]
+    return [{k: flat.get(k, "-") for k in differing} for flat in flats]
+
+
+def short_key(key: str) -> str:
+    """`model.overrides.widths` -> `widths`, `train.lr` -> `lr`, `data.limit_train` -> `limit_train`."""
+    return key.rsplit(".", 1)[-1]
+
+
+def run_labels(records: list["RunRecord"]) -> dict[pathlib.Path, str]:
+    """Readable labels: `tiny 11-28 07:15 lr=0.05` - the variant, a short start time, and
+    the settings that differ from the other runs of the same variant and dataset."""
+    import datetime
+
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
+    for record in records:
+        groups.setdefault((record.variant, record.dataset), []).append(record)
+    labels = {}
+    for group in groups.values():
+        diffs = differing_settings([r.recipe() for r in group]) if len(group) > 1 else [{}] * len(group)
+        for record, diff in zip(group, diffs):
+            when = datetime.datetime.fromtimestamp(record.when).strftime("%m-%d %H:%M") if record.when else "?"
+            extra = " ".join(f"{short_key(k)}={v}" for k, v in diff.items() if short_key(k) not in ("variant",))
+            labels[record.path] = " ".join(part for part in (record.variant or "?", when, extra) if part)
+    return labels
 
 
 # Formatting ----------------------------------------------------------------------

@@ -162,7 +162,7 @@ async def test_crash_before_any_event_shows_stderr(fake_app, monkeypatch):
     app = fake_app
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        await fill_and_launch(pilot)
+        await fill_and_launch(pilot, epochs="1")
         await wait_for(pilot, lambda: status_of(app).startswith("crashed"), what="crashed")
         assert status_of(app) == "crashed (exit 2)"
         assert "data.dataset: expected one of cifar10" in text_of(app.screen.query_one("#run-error", Static))

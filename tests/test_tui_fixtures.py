@@ -76,11 +76,18 @@ def write_recipes(folder: pathlib.Path) -> pathlib.Path:
     return folder
 
 
-def fake_info(params: int = 812345, macs: int = 45678901):
-    """A `model_info` function for `make_app` that answers at once, like `gdfr info --json`."""
+def fake_info(params: int = 812345, macs: int = 45678901, calls: list | None = None):
+    """A `model_info` function for `make_app` that answers at once, like `gdfr info --json`.
 
-    async def info(recipe: str, variant: str) -> dict:
-        return {"variant": variant, "params": params, "macs": macs, "recipe": pathlib.Path(recipe).stem}
+    Each `--set` item adds 1000 parameters (so a test sees the size follow them);
+    `calls` collects the (recipe, variant, *sets) asked for.
+    """
+
+    async def info(recipe: str, variant: str, *sets: str) -> dict:
+        if calls is not None:
+            calls.append((pathlib.Path(recipe).stem, variant, *sets))
+        return {"variant": variant, "params": params + 1000 * len(sets), "macs": macs,
+                "recipe": pathlib.Path(recipe).stem}
 
     return info
 

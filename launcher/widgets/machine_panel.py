@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import io
 
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
@@ -52,5 +54,17 @@ def machine_table(state: RunState, status: str, sample: MachineSample, pid: int 
 class MachinePanel(Static):
     """Filled by the run screen every couple of seconds from a `launcher.machine.Sampler`."""
 
+    table: Table | None = None
+
     def update_panel(self, state: RunState, status: str, sample: MachineSample, pid: int | None, owner) -> None:
-        self.update(machine_table(state, status, sample, pid, owner))
+        self.table = machine_table(state, status, sample, pid, owner)
+        self.update(self.table)
+
+    @property
+    def text(self) -> str:
+        """What the panel shows, as plain text (for tests and logs)."""
+        if self.table is None:
+            return ""
+        console = Console(width=200, file=io.StringIO(), record=True)
+        console.print(self.table)
+        return console.export_text()

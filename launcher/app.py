@@ -7,7 +7,7 @@ import os
 import pathlib
 import shlex
 import signal
-from typing import Sequence
+from typing import Callable, Sequence
 
 import click
 from textual.app import App
@@ -24,6 +24,7 @@ from launcher.launch import (
     resume_command,
     train_command,
 )
+from launcher.machine import Sampler
 from launcher.model_info import InfoFunction, ModelInfo, gdfr_info
 from launcher.recipes import default_recipes_dir
 from launcher.owner import owner_alive, read_owner, signal_owner
@@ -45,6 +46,8 @@ class GdfrApp(App[None]):
         model_info: (recipe, variant) -> `gdfr info --json` object; by default a
             `gdfr info` subprocess.
         backend: the backend the launch form starts with.
+        sampler: makes the run screen's machine sampler (`launcher.machine.Sampler`);
+            the snapshot tests pass one with fixed figures.
     """
 
     CSS_PATH = "app.tcss"
@@ -67,8 +70,10 @@ class GdfrApp(App[None]):
         trainer: Sequence[str] = DEFAULT_TRAINER,
         model_info: InfoFunction | None = None,
         backend: str | None = None,
+        sampler: Callable[[], Sampler] = Sampler,
     ) -> None:
         super().__init__()
+        self.sampler = sampler
         self.recipes_dir = pathlib.Path(recipes_dir)
         self.runs_dir = pathlib.Path(runs_dir)
         self.trainer = tuple(trainer)
@@ -219,7 +224,7 @@ def make_app(
         recipes_dir: the recipes folder; default `./recipes` if present, else the
             repository's `recipes` folder beside the installed package.
         runs_dir: the runs folder; default `./runs`.
-        **options: `trainer`, `model_info`, `backend` (see `GdfrApp`).
+        **options: `trainer`, `model_info`, `backend`, `sampler` (see `GdfrApp`).
     """
     recipes = pathlib.Path(recipes_dir) if recipes_dir else default_recipes_dir()
     runs = pathlib.Path(runs_dir) if runs_dir else pathlib.Path("runs")

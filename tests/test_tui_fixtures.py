@@ -209,6 +209,7 @@ def write_fixture_runs(folder: pathlib.Path, *, running_pid: int | None = None, 
         name = "cifar100-gdfrnet-20261128-110000"
         events = [run_start(name, "gdfrnet", "cifar100", 4, time=T0 + 14400, pid=running_pid),
                   *epoch_events(4, 2, start=T0 + 14400, seconds=50.0, acc0=0.1, gain=0.07),
+                  dict(event="progress", time=T0 + 14512.5, epoch=3, step=4, steps=16, loss=1.85, accuracy=0.25),
                   dict(event="progress", time=T0 + 14525, epoch=3, step=8, steps=16, loss=1.8, accuracy=0.27)]
         runs["running"] = write_run(folder, name, events, partial_line='{"event": "progress", "ti',
                                     output="Epoch 3/4\n 8/16 [=====>......] - ETA: 25s - loss: 1.80\n")

@@ -52,7 +52,7 @@ from tests.test_tui_fixtures import (
     write_run,
 )
 
-pytestmark = pytest.mark.asyncio
+
 SMALL = (80, 24)
 
 
@@ -73,6 +73,7 @@ def footer_keys(screen) -> set[str]:
 # Footer ---------------------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_footer_follows_the_process_not_focus(tmp_path, folders, monkeypatch):
     """After the trainer exits, `s` goes and `r` comes without any key or focus change."""
     monkeypatch.setenv("FAKE_STEP_S", "0.2")
@@ -92,6 +93,7 @@ async def test_footer_follows_the_process_not_focus(tmp_path, folders, monkeypat
                        timeout=3, what="the footer to show r and not s")
 
 
+@pytest.mark.asyncio
 async def test_quit_dialog_has_its_own_footer(tmp_path, folders):
     app = app_on(tmp_path, folders)
     async with app.run_test(size=SMALL) as pilot:
@@ -106,6 +108,7 @@ async def test_quit_dialog_has_its_own_footer(tmp_path, folders):
 # Runs owned by any instance --------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_second_instance_stops_a_run_the_first_left_running(tmp_path, folders, monkeypatch):
     monkeypatch.setenv("FAKE_STEP_S", "0.2")
     first = app_on(tmp_path, folders)
@@ -172,6 +175,7 @@ def test_lock_owner_and_stale_detection(tmp_path):
 # Crashes, ETA, best -------------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_kill_9_says_killed_drops_eta_and_resume_starts_clean(tmp_path, folders, monkeypatch):
     monkeypatch.setenv("FAKE_STEP_S", "0.3")
     app = app_on(tmp_path, folders)
@@ -219,6 +223,7 @@ def test_crash_message_without_an_error_line():
 # 80x24 --------------------------------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_form_error_wraps_at_80x24(tmp_path, folders):
     app = app_on(tmp_path, folders)
     async with app.run_test(size=SMALL) as pilot:
@@ -233,6 +238,7 @@ async def test_form_error_wraps_at_80x24(tmp_path, folders):
         assert "did you mean 'train.lr'?" in text_of(label)
 
 
+@pytest.mark.asyncio
 async def test_run_header_and_confusion_fit_80x24(tmp_path, folders):
     runs = write_fixture_runs(folders[1])
     app = app_on(tmp_path, folders)
@@ -256,6 +262,7 @@ def test_confusion_layout_uses_names_when_they_fit():
     assert confusion_layout(CIFAR_CLASSES, matrix, 78)[2] is True
 
 
+@pytest.mark.asyncio
 async def test_history_labels_tell_same_variant_runs_apart(tmp_path, folders):
     runs_dir = folders[1]
     for index, lr in enumerate((0.1, 0.05)):
@@ -290,6 +297,7 @@ async def test_history_labels_tell_same_variant_runs_apart(tmp_path, folders):
         await wait_for(pilot, lambda: not (runs_dir / "cifar10-tiny-20261121-000000").exists(), what="deleted")
 
 
+@pytest.mark.asyncio
 async def test_compare_shows_the_settings_that_differ(tmp_path, folders):
     runs_dir = folders[1]
     paths = []
@@ -313,6 +321,7 @@ async def test_compare_shows_the_settings_that_differ(tmp_path, folders):
 # The launch form ---------------------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_number_fields_keep_and_name_letters_and_empty_is_fine(tmp_path, folders):
     app = app_on(tmp_path, folders)
     async with app.run_test(size=SMALL) as pilot:
@@ -328,6 +337,7 @@ async def test_number_fields_keep_and_name_letters_and_empty_is_fine(tmp_path, f
         assert batch.value == "" and form.error == "" and not batch.has_class("-invalid")
 
 
+@pytest.mark.asyncio
 async def test_text_after_a_burst_of_tabs_lands_in_the_focused_field(tmp_path, folders):
     app = app_on(tmp_path, folders)
     async with app.run_test(size=SMALL) as pilot:
@@ -343,6 +353,7 @@ async def test_text_after_a_burst_of_tabs_lands_in_the_focused_field(tmp_path, f
         assert form.query_one("#limit-train", Input).value == "42"
 
 
+@pytest.mark.asyncio
 async def test_size_follows_model_sets(tmp_path, folders):
     calls: list = []
     app = app_on(tmp_path, folders, info=fake_info(calls=calls))
@@ -356,6 +367,7 @@ async def test_size_follows_model_sets(tmp_path, folders):
         assert calls[-1] == ("cifar10", "gdfrnet", "model.overrides.widths=[8,16,16,32]")
 
 
+@pytest.mark.asyncio
 async def test_full_schedule_launch_asks_first(tmp_path, folders):
     app = app_on(tmp_path, folders)
     async with app.run_test(size=SMALL) as pilot:
@@ -369,6 +381,7 @@ async def test_full_schedule_launch_asks_first(tmp_path, folders):
         assert isinstance(app.screen, LaunchScreen) and not app.processes
 
 
+@pytest.mark.asyncio
 async def test_h_from_a_run_opened_in_history_goes_back_to_the_list(tmp_path, folders):
     runs = write_fixture_runs(folders[1])
     app = app_on(tmp_path, folders)
@@ -387,6 +400,7 @@ async def test_h_from_a_run_opened_in_history_goes_back_to_the_list(tmp_path, fo
 # Step-level curves and the machine panel -----------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_step_points_before_the_first_epoch_ends_and_machine_panel(tmp_path, folders, monkeypatch):
     monkeypatch.setenv("FAKE_STEP_S", "1.5")  # 6 s epochs: time for two redraws inside the first
     app = app_on(tmp_path, folders)

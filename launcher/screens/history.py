@@ -132,6 +132,12 @@ class HistoryScreen(Screen):
         seconds = (state.end or {}).get("seconds")
         if seconds is not None:
             text.append(f"  {format_duration(seconds)}", style="dim")
+        if row.status in ("running", "starting", "stopping"):
+            process = self.app.processes.get(row.record.path)
+            owner = read_owner(row.record.path, state)
+            pid = process.pid if process is not None and process.running else (owner.pid if owner else None)
+            if pid:
+                text.append(f"  pid {pid}", style="dim")
         if row.label:
             text.append(f"\n{row.label}", style="dim")
         if state.error_message:

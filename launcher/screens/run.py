@@ -141,7 +141,7 @@ class RunScreen(Screen):
         self._output: list[str] = []
         self._alive: tuple | None = None
         self._curves_at = 0.0
-        self.sampler = Sampler()
+        self.sampler: Sampler | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -163,6 +163,7 @@ class RunScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.sampler = getattr(self.app, "sampler", Sampler)()
         self.sub_title = "Run"
         self.query_one(RunTitle).fallback_name = self.run_dir.name
         self.poll()

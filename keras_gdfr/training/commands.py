@@ -102,12 +102,19 @@ def train(recipe, variant, sets, epochs, batch_size, data, limit_train, limit_te
 def _train(recipe, run_path, run_dir, *, resume: bool):
     from keras_gdfr.data.sources import DataError
     from keras_gdfr.training.checkpoints import CheckpointError
-    from keras_gdfr.training.run import RunError, default_run_dir, run
+    from keras_gdfr.training.run import DiskFull, RunError, default_run_dir, run
 
     run_path = run_path or (pathlib.Path(run_dir) if run_dir else default_run_dir(recipe))
     click.echo(f"run directory: {run_path}\n{recipe.summary()}")
     try:
         result = run(recipe, run_path, resume=resume)
+    except DiskFull as error:
+        click.echo(f"error: {error}", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # HDF5 keeps a file it failed to write open and crashes in its exit handler (a segfault);
+        # everything of the run is on disk and fsynced already, so skip the exit handlers.
+        os._exit(1)
     except (RunError, DataError, CheckpointError) as error:
         _fail(str(error))
     except Exception as error:  # the events file already holds the error event
@@ -115,7 +122,7 @@ def _train(recipe, run_path, run_dir, *, resume: bool):
     test = f", test accuracy {result.test['accuracy']:.4f}" if result.test else ""
     click.echo(f"{result.status}: {result.epochs_done} epoch(s){test} -> {result.run_dir}")
     if result.status == "failed":
-        sys.exit(1)
+        _fail(f"{result.message} (run directory: {result.run_dir})")
     if result.status == "interrupted":
         sys.exit(130)
 

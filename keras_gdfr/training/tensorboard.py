@@ -21,6 +21,7 @@ import math
 import pathlib
 import sys
 import time
+from typing import Callable
 
 import keras
 
@@ -50,9 +51,11 @@ class TensorBoardWriter(keras.callbacks.Callback):
         run_dir: the run directory (the event files go directly in it).
         recipe: the run's `Recipe`.
         steps: training steps per epoch.
+        kept: epoch number (1-based) -> whether the run kept that epoch (wrote its
+            `epoch_end`); the run's `RunMonitor` decides, and runs before this callback.
     """
 
-    def __init__(self, run_dir, recipe, steps: int):
+    def __init__(self, run_dir, recipe, steps: int, kept: Callable[[int], bool] | None = None):
         super().__init__()
         from tensorboard.compat.proto import event_pb2, summary_pb2
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
@@ -60,6 +63,7 @@ class TensorBoardWriter(keras.callbacks.Callback):
         self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
         self.writer = EventFileWriter(str(run_dir), flush_secs=FLUSH_SECONDS)
         self.recipe, self.steps = recipe, steps
+        self.kept = kept or (lambda epoch: not self.model.stop_training)
         self._epoch = 0
         self._hparams_written = False
 
@@ -93,8 +97,8 @@ class TensorBoardWriter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        # An epoch cut short (a signal or a NaN set stop_training) is not a completed epoch.
-        if "val_loss" not in logs or self.model.stop_training:
+        # Only the epochs the run kept (events.jsonl has their epoch_end), not one cut short.
+        if "val_loss" not in logs or not self.kept(epoch + 1):
             return
         for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
             if name in logs:
@@ -108,10 +112,10 @@ class TensorBoardWriter(keras.callbacks.Callback):
         self.writer.close()
 
 
-def tensorboard_callback(run_dir, recipe, steps: int) -> TensorBoardWriter | None:
+def tensorboard_callback(run_dir, recipe, steps: int, kept=None) -> TensorBoardWriter | None:
     """The writer, or None (one line on stderr) when the `tensorboard` package is missing."""
     try:
-        return TensorBoardWriter(run_dir, recipe, steps)
+        return TensorBoardWriter(run_dir, recipe, steps, kept)
     except ImportError as error:
         print(f"warning: no TensorBoard files for this run ({error}); pip install tensorboard", file=sys.stderr)
         return None

@@ -10,19 +10,13 @@ is stale. Runs written before the lock existed fall back on `run_start`'s pid.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
-import json
 import os
-import pathlib
 import signal
 import socket
 
+from keras_gdfr.training.events import LOCK_FILE
+from keras_gdfr.training.runlock import is_locked, read_lock
 from launcher.runs import RunState, pid_alive
-
-try:  # the contract's own name once the trainer writes the lock (issue 13)
-    from keras_gdfr.training.events import LOCK_FILE
-except ImportError:  # pragma: no cover - older trainers
-    LOCK_FILE = "run.lock"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,11 +38,7 @@ class Owner:
 
 def read_owner(run_dir: str | os.PathLike, state: RunState | None = None) -> Owner | None:
     """The lock file's owner, else the last `run_start`'s pid, else None."""
-    path = pathlib.Path(run_dir) / LOCK_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        data = None
+    data = read_lock(run_dir)
     if isinstance(data, dict) and isinstance(data.get("pid"), int):
         return Owner(int(data["pid"]), data.get("host"), data.get("started"), data.get("backend"))
     if state is not None and state.pid:
@@ -56,32 +46,12 @@ def read_owner(run_dir: str | os.PathLike, state: RunState | None = None) -> Own
     return None
 
 
-def lock_held(run_dir: str | os.PathLike) -> bool | None:
-    """Whether some process holds the flock of `run.lock`; None without a lock file.
-
-    Probes with a shared, non-blocking flock released at once.
-    """
-    try:
-        handle = open(pathlib.Path(run_dir) / LOCK_FILE, "rb")  # noqa: SIM115 - closed below
-    except OSError:
-        return None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return None
-    finally:
-        handle.close()  # also releases a flock we took
-    return False
-
-
 def owner_alive(run_dir: str | os.PathLike, owner: Owner | None) -> bool:
     """Whether `owner` is a live trainer on this host: its pid lives and, with a lock file, holds it."""
     if owner is None or not owner.local or not pid_alive(owner.pid):
         return False
     if owner.source == LOCK_FILE:
-        return lock_held(run_dir) is not False
+        return is_locked(run_dir)  # the flock is what counts: a pid can be reused
     return True
 
 

@@ -24,7 +24,8 @@ from textual.widgets import DataTable, Input, Static
 from textual.widgets._footer import FooterKey
 
 from launcher.app import make_app
-from launcher.owner import Owner, lock_held, owner_alive, read_owner
+from keras_gdfr.training.runlock import is_locked
+from launcher.owner import Owner, owner_alive, read_owner
 from launcher.runs import RunRecord, RunState, run_labels
 from launcher.screens.compare import CompareScreen
 from launcher.screens.confirm import Confirm
@@ -149,14 +150,14 @@ def test_lock_owner_and_stale_detection(tmp_path):
                                                   "started": 1.0, "backend": "jax"}))
     owner = read_owner(run_dir)
     assert owner == Owner(os.getpid(), socket.gethostname(), 1.0, "jax")
-    assert lock_held(run_dir) is False
+    assert is_locked(run_dir) is False
     assert not owner_alive(run_dir, owner)  # the pid lives but nobody holds the flock: stale
     holder = subprocess.Popen([sys.executable, "-c", (
         "import fcntl, sys, time; f = open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); "
         "time.sleep(60)"), str(run_dir / "run.lock")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        assert lock_held(run_dir) is True and owner_alive(run_dir, owner)
+        assert is_locked(run_dir) is True and owner_alive(run_dir, owner)
         assert not owner_alive(run_dir, Owner(os.getpid(), "another-host"))  # never signalled across hosts
     finally:
         holder.kill()

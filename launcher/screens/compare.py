@@ -43,7 +43,6 @@ METRICS: tuple[tuple[str, object], ...] = (
     ("params", lambda s: format_count(s.params)),
     ("MACs", lambda s: format_count(s.macs)),
     ("batch size", lambda s: str(s.batch_size or "-")),
-    ("run id", None),
 )
 """The rows of the metrics table, most telling first; None: filled by `_cell`."""
 
@@ -120,11 +119,9 @@ class CompareScreen(Screen):
     def _cell(self, name: str, value, record: RunRecord):
         if value is not None:
             return value(record.state)
-        if name == "run":  # the short label; the full id is the "run id" row
+        if name == "run":  # the short label (History's); the full run id would not fit three runs at 80x24
             index = self.records.index(record) + 1
             return self.label(index, record.state).partition(" ")[2]
-        if name == "run id":
-            return record.name
         return status_text(run_status(record.state, self.app.processes.get(record.path)))
 
     def action_back(self) -> None:

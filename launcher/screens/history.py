@@ -43,8 +43,8 @@ class HistoryScreen(Screen):
         Binding("s", "stop", "Stop", id="history.stop"),
         Binding("slash", "filter", "Filter", id="history.filter"),
         Binding("d", "delete", "Delete", id="history.delete"),
-        Binding("p", "show_path", "Path", id="history.path"),
-        Binding("g", "report", "Report", id="history.report"),
+        Binding("p", "show_path", "Path", show=False, id="history.path"),
+        Binding("g", "report", "Report", show=False, id="history.report"),
         Binding("escape", "leave_filter", "Leave filter", show=False, id="history.leave_filter"),
     ]
 
@@ -140,6 +140,7 @@ class HistoryScreen(Screen):
                 text.append(f"  pid {pid}", style="dim")
         if row.label:
             text.append(f"\n{row.label}", style="dim")
+        text.append("   p files · g gdfr report · Enter open", style="dim italic")
         if state.error_message:
             text.append(f"\n{state.error_message}", style="red")
         elif row.status.startswith("crashed"):

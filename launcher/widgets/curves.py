@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from textual.reactive import reactive
@@ -77,9 +78,12 @@ class CurvesPlot(PlotextPlot):
                 plt.plot(x, y, label=curve.label, marker="braille")
             drawn = True
         if drawn:
-            xs = sorted({int(x) for curve in self.curves for x in curve.x})
-            stride = max(1, -(-len(xs) // 8))
-            plt.xticks(xs[::stride])
-            if len(xs) == 1:
-                plt.xlim(xs[0] - 1, xs[0] + 1)
+            # Epoch axis from the whole epoch before the first point to the one after the last:
+            # step points sit at fractional epochs (0.1 = a tenth into epoch 1).
+            lo = math.floor(min(x for curve in self.curves for x in curve.x))
+            hi = max(math.ceil(max(x for curve in self.curves for x in curve.x)), lo + 1)
+            ticks = list(range(lo, hi + 1))
+            stride = max(1, -(-len(ticks) // 8))
+            plt.xticks(ticks[::stride])
+            plt.xlim(lo, hi)
         self.refresh()

@@ -52,6 +52,19 @@ class CurvesPlot(PlotextPlot):
         super().__init__(**kwargs)
         self.plot_title = title
         self.percent = percent
+        self._version = 0
+        self._cache: tuple | None = None
+
+    def render(self):
+        """The plot, built again only when the curves, the size or the theme changed.
+
+        plotext builds the whole figure on every call (tens of ms at 160x48); Textual
+        asks again on every refresh, e.g. each time the Curves tab is shown.
+        """
+        key = (self._version, self.size, self.app.theme)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, super().render())
+        return self._cache[1]
 
     def on_mount(self) -> None:
         self.replot()
@@ -62,6 +75,7 @@ class CurvesPlot(PlotextPlot):
     def replot(self) -> None:
         """Draws `curves` again."""
         plt = self.plt
+        self._version += 1
         plt.clear_data()
         plt.clear_figure()
         plt.title(self.plot_title)

@@ -8,15 +8,12 @@ labels/filter/delete, Compare's settings, the machine panel and step-level curve
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pathlib
 import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 from textual import events
@@ -26,7 +23,7 @@ from textual.widgets._footer import FooterKey
 from launcher.app import make_app
 from keras_gdfr.training.runlock import is_locked
 from launcher.owner import Owner, owner_alive, read_owner
-from launcher.runs import RunRecord, RunState, run_labels
+from launcher.runs import RunState
 from launcher.screens.compare import CompareScreen
 from launcher.screens.confirm import Confirm
 from launcher.screens.confirm_quit import ConfirmQuit

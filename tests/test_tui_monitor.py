@@ -428,3 +428,17 @@ def test_images_per_second_from_progress_events():
     state.apply({"event": "progress", "time": 12.0, "epoch": 1, "step": 6, "steps": 16, "loss": 1.9, "accuracy": 0.2})
     assert state.images_per_second() == pytest.approx(4 * 128 / 2.0)
     assert [p.x for p in state.steps_log] == [pytest.approx(2 / 16), pytest.approx(6 / 16)]
+
+
+def test_what_a_run_produced(tmp_path):
+    from launcher.screens.run import produced_text
+
+    run_dir = write_run(tmp_path / "runs", "r1", [run_start("r1", "tiny", "cifar10", 3)], evaluation=eval_json(),
+                        output="Epoch 1/3\n")
+    (run_dir / "events.out.tfevents.1.vm.1.0").write_bytes(b"")
+    (run_dir / "figures").mkdir()
+    (run_dir / "figures" / "r1-confusion.png").write_bytes(b"")
+    lines = produced_text(run_dir).splitlines()
+    assert lines == ["evaluation: eval.json", "figure: figures/r1-confusion.png",
+                     "TensorBoard: events.out.tfevents.1.vm.1.0", "log: output.log",
+                     f"tensorboard --logdir {run_dir.parent}", f"gdfr report {run_dir}"]

@@ -328,6 +328,13 @@ def train(args):
     print(f"Test accuracy: {best}", flush=True)
     time.sleep(linger)
 
+def report(args):
+    out = pathlib.Path(args.out)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text("# Report\n" + "".join(f"- {r}\n" for r in args.run_dirs))
+    for run in args.run_dirs:
+        (out / "figures" / f"{pathlib.Path(run).name}-confusion.png").write_bytes(b"")
+
 parser = argparse.ArgumentParser(prog="gdfr")
 commands = parser.add_subparsers(dest="command", required=True)
 p = commands.add_parser("info")
@@ -338,8 +345,11 @@ p.add_argument("--variant"); p.add_argument("--set", action="append", default=[]
 for flag in ("--epochs", "--batch-size", "--limit-train", "--limit-test"):
     p.add_argument(flag, type=int)
 p.add_argument("--data"); p.add_argument("--run-dir"); p.add_argument("--resume")
+p = commands.add_parser("report")
+p.add_argument("run_dirs", nargs="+"); p.add_argument("--out", default="report")
+p.add_argument("--no-count", action="store_true")
 args = parser.parse_args()
-{"info": info, "train": train}[args.command](args)
+{"info": info, "train": train, "report": report}[args.command](args)
 '''
 
 

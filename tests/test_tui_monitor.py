@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import signal
 import socket
 import subprocess
@@ -442,3 +443,26 @@ def test_what_a_run_produced(tmp_path):
     assert lines == ["evaluation: eval.json", "figure: figures/r1-confusion.png",
                      "TensorBoard: events.out.tfevents.1.vm.1.0", "log: output.log",
                      f"tensorboard --logdir {run_dir.parent}", f"gdfr report {run_dir}"]
+
+
+@pytest.mark.asyncio
+async def test_report_of_the_marked_runs(tmp_path, folders):
+    runs = write_fixture_runs(folders[1])
+    app = app_on(tmp_path, folders)
+    notices: list[str] = []
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.press("h")
+        table = app.screen.query_one(RunTable)
+        await wait_for(pilot, lambda: table.row_count == 4, what="runs")
+        app.notify = lambda message, **kwargs: notices.append(message)
+        for key in (runs["completed"], runs["completed2"]):
+            table.move_cursor(row=table.get_row_index(str(key.absolute())))
+            await pilot.press("space")
+        await pilot.press("g")
+        await wait_for(pilot, lambda: any("report.md" in n for n in notices), what="the report notice")
+    written = next(n for n in notices if "report.md" in n)
+    out = pathlib.Path(written.splitlines()[0])
+    assert out.parent == folders[1].absolute() / ".gdfr-tui"
+    assert sorted(runs["completed"].name in line or runs["completed2"].name in line
+                  for line in (out / "report.md").read_text().splitlines()[1:]) == [True, True]
+    assert f"figures/{runs['completed'].name}-confusion.png" in written

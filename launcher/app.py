@@ -6,11 +6,13 @@ import functools
 import os
 import pathlib
 import shlex
-from typing import Sequence
+import signal
+from typing import Callable, Sequence
 
 import click
 from textual.app import App
 from textual.binding import Binding
+from textual.screen import ModalScreen
 from textual.signal import Signal
 
 from launcher.launch import (
@@ -22,9 +24,11 @@ from launcher.launch import (
     resume_command,
     train_command,
 )
+from launcher.machine import Sampler
 from launcher.model_info import InfoFunction, ModelInfo, gdfr_info
 from launcher.recipes import default_recipes_dir
-from launcher.runs import OUTPUT
+from launcher.owner import owner_alive, read_owner, signal_owner
+from launcher.runs import OUTPUT, RunRecord
 from launcher.screens.confirm_quit import ConfirmQuit
 from launcher.screens.history import HistoryScreen
 from launcher.screens.launch import LaunchScreen
@@ -42,14 +46,21 @@ class GdfrApp(App[None]):
         model_info: (recipe, variant) -> `gdfr info --json` object; by default a
             `gdfr info` subprocess.
         backend: the backend the launch form starts with.
+        sampler: makes the run screen's machine sampler (`launcher.machine.Sampler`);
+            the snapshot tests pass one with fixed figures.
     """
 
     CSS_PATH = "app.tcss"
     TITLE = "gdfr-tui"
     BINDINGS = [
-        Binding("l", "switch_mode('launch')", "Launch", id="app.launch"),
-        Binding("h", "switch_mode('history')", "History", id="app.history"),
+        Binding("l", "show_mode('launch')", "Launch", id="app.launch"),
+        Binding("h", "show_mode('history')", "History", id="app.history"),
         Binding("q", "quit", "Quit", id="app.quit"),
+        # Priority: focus moves before the next key is dispatched, so text typed right
+        # after a burst of Tabs (queued while the app was busy) lands in the right field.
+        Binding("tab", "app.focus_next", "Next field", show=False, priority=True, id="app.focus_next"),
+        Binding("shift+tab", "app.focus_previous", "Previous field", show=False, priority=True,
+                id="app.focus_previous"),
     ]
 
     def __init__(
@@ -59,8 +70,10 @@ class GdfrApp(App[None]):
         trainer: Sequence[str] = DEFAULT_TRAINER,
         model_info: InfoFunction | None = None,
         backend: str | None = None,
+        sampler: Callable[[], Sampler] = Sampler,
     ) -> None:
         super().__init__()
+        self.sampler = sampler
         self.recipes_dir = pathlib.Path(recipes_dir)
         self.runs_dir = pathlib.Path(runs_dir)
         self.trainer = tuple(trainer)
@@ -70,6 +83,8 @@ class GdfrApp(App[None]):
         self.runs_changed: Signal[pathlib.Path] = Signal(self, "runs-changed")
         """Published with a run directory when a process of ours starts or ends."""
         self._exited: set[pathlib.Path] = set()
+        self.foreign_stops: dict[pathlib.Path, int] = {}
+        """Stop requests sent to runs trained by another process (another gdfr-tui, a shell)."""
         self.add_mode("launch", functools.partial(LaunchScreen, self.recipes_dir, backend or default_backend()))
         self.add_mode("history", functools.partial(HistoryScreen, self.runs_dir))
 
@@ -114,17 +129,43 @@ class GdfrApp(App[None]):
         return run_dir
 
     def stop_run(self, run_dir: pathlib.Path) -> None:
-        """Sends SIGINT (SIGTERM when asked again) to a run this launcher started."""
+        """Sends SIGINT (SIGTERM when asked again) to the trainer of a run.
+
+        The trainer may be ours or any other process on this host: its pid comes
+        from the run's `run.lock` (or `run_start`), checked to be alive first.
+        """
         run_dir = pathlib.Path(run_dir).absolute()
         process = self.processes.get(run_dir)
-        if process is None or not process.running:
-            self.notify(
-                f"{run_dir.name} is not training from this launcher.", title="Stop", severity="warning"
-            )
+        if process is not None and process.running:
+            sent = process.stop()
+            if sent:
+                self.notify(f"{sent} sent to {run_dir.name} (pid {process.pid}).", title="Stop")
             return
-        sent = process.stop()
+        record = RunRecord(run_dir)
+        try:
+            record.poll()
+        except OSError:
+            pass
+        owner = read_owner(run_dir, record.state)
+        if not owner_alive(run_dir, owner):
+            where = "" if owner is None or owner.local else f" (it runs on {owner.host})"
+            self.notify(f"{run_dir.name} has no live trainer on this host{where}.", title="Stop", severity="warning")
+            return
+        count = self.foreign_stops.get(run_dir, 0) + 1
+        sent = signal_owner(owner, signal.SIGINT if count == 1 else signal.SIGTERM)
         if sent:
-            self.notify(f"{sent} sent to {run_dir.name}.", title="Stop")
+            self.foreign_stops[run_dir] = count
+            self.notify(f"{sent} sent to {run_dir.name} (pid {owner.pid}).", title="Stop")
+        else:
+            self.notify(f"could not signal pid {owner.pid} of {run_dir.name}.", title="Stop", severity="error")
+
+    def action_show_mode(self, mode: str) -> None:
+        """Shows a mode's screen; pressed again there (over an opened run), back to its base screen."""
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+            return
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, ModalScreen):
+            self.pop_screen()
 
     @property
     def running(self) -> list[TrainProcess]:
@@ -148,8 +189,8 @@ class GdfrApp(App[None]):
             self.runs_changed.publish(run_dir)
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action in ("switch_mode", "quit") and isinstance(self.screen, ConfirmQuit):
-            return False  # the quit question is answered first
+        if action in ("switch_mode", "show_mode", "quit") and isinstance(self.screen, ModalScreen):
+            return False  # a question (quit, delete, launch) is answered first
         return True
 
     # Quitting --------------------------------------------------------------------
@@ -183,7 +224,7 @@ def make_app(
         recipes_dir: the recipes folder; default `./recipes` if present, else the
             repository's `recipes` folder beside the installed package.
         runs_dir: the runs folder; default `./runs`.
-        **options: `trainer`, `model_info`, `backend` (see `GdfrApp`).
+        **options: `trainer`, `model_info`, `backend`, `sampler` (see `GdfrApp`).
     """
     recipes = pathlib.Path(recipes_dir) if recipes_dir else default_recipes_dir()
     runs = pathlib.Path(runs_dir) if runs_dir else pathlib.Path("runs")

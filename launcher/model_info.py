@@ -15,8 +15,11 @@ from typing import Awaitable, Callable, Sequence
 
 from launcher.launch import DEFAULT_TRAINER
 
-InfoFunction = Callable[[str, str], Awaitable[dict]]
-"""(recipe path, variant) -> the `gdfr info --json` object; raises `InfoError`."""
+InfoFunction = Callable[..., Awaitable[dict]]
+"""(recipe path, variant, *sets) -> the `gdfr info --json` object; raises `InfoError`.
+
+`sets` are the form's `model.*` `--set` items (they change the model's size); the
+launcher passes them only when there are some."""
 
 
 class InfoError(Exception):
@@ -35,16 +38,17 @@ class ModelInfo:
 async def gdfr_info(
     recipe: str,
     variant: str,
+    *sets: str,
     trainer: Sequence[str] = DEFAULT_TRAINER,
     timeout: float = 300.0,
 ) -> dict:
-    """Runs `gdfr info RECIPE --variant NAME --json` and parses its JSON object.
+    """Runs `gdfr info RECIPE --variant NAME [--set K=V ...] --json` and parses its JSON object.
 
     Raises:
         InfoError: on a non-zero exit, a timeout, or output without a JSON object.
     """
     process = await asyncio.create_subprocess_exec(
-        *trainer, "info", recipe, "--variant", variant, "--json",
+        *trainer, "info", recipe, "--variant", variant, *[a for item in sets for a in ("--set", item)], "--json",
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -92,6 +92,18 @@ class EpochRecord:
     seconds: float | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class StepPoint:
+    """One `progress` event: `x` is the fractional epoch (`epoch - 1 + step / steps`)."""
+
+    x: float
+    loss: float | None
+    accuracy: float | None
+    time: float | None
+    epoch: int
+    step: int
+
+
 @dataclasses.dataclass
 class RunState:
     """What the events of one run directory say about it, folded in order.
@@ -114,9 +126,12 @@ class RunState:
     train_size: int | None = None
     test_size: int | None = None
     pid: int | None = None
+    devices: list | None = None
     recipe: dict | None = None
     status: str = "starting"
     started: float | None = None
+    first_time: float | None = None
+    """The first event's time: when a run that failed before `run_start` happened."""
     segment_start: float | None = None
     last_time: float | None = None
     epoch: int = 0
@@ -127,6 +142,8 @@ class RunState:
     train_accuracy: float | None = None
     lr: float | None = None
     history: dict[int, EpochRecord] = dataclasses.field(default_factory=dict)
+    steps_log: list[StepPoint] = dataclasses.field(default_factory=list)
+    """Every `progress` event, as (fractional epoch, loss, accuracy, time): the step-level curves."""
     errors: list[dict] = dataclasses.field(default_factory=list)
     end: dict | None = None
     events: int = 0
@@ -138,11 +155,13 @@ class RunState:
         when = _number(event.get("time"))
         if when is not None:
             self.last_time = when
+            if self.first_time is None:
+                self.first_time = when
         if kind == "run_start":
             for field in (
                 "run_id", "variant", "dataset", "backend", "params", "macs",
                 "epochs", "steps_per_epoch", "batch_size", "train_size",
-                "test_size", "pid", "recipe",
+                "test_size", "pid", "recipe", "devices",
             ):
                 if event.get(field) is not None:
                     setattr(self, field, event[field])
@@ -153,6 +172,9 @@ class RunState:
             self.progress_epoch = None
             self.step = 0
             self.steps = self.steps_per_epoch
+            # A resumed segment starts clean: no step, loss or ETA of the segment before.
+            self.train_loss = self.train_accuracy = None
+            self.steps_log = [p for p in self.steps_log if p.x <= self.initial_epoch]
             if self.started is None:
                 self.started = when
             self.segment_start = when
@@ -162,6 +184,9 @@ class RunState:
             self.steps = _int(event.get("steps")) or self.steps
             self.train_loss = _number(event.get("loss"))
             self.train_accuracy = _number(event.get("accuracy"))
+            if self.progress_epoch is not None and self.steps:
+                x = self.progress_epoch - 1 + self.step / self.steps
+                self.steps_log.append(StepPoint(x, self.train_loss, self.train_accuracy, when, self.progress_epoch, self.step))
         elif kind == "epoch_end":
             epoch = _int(event.get("epoch")) or (self.epoch + 1)
             record = EpochRecord(
@@ -211,10 +236,41 @@ class RunState:
     @property
     def best_accuracy(self) -> float | None:
         """The best validation accuracy: `run_end`'s, or the best epoch's."""
-        if self.end and _number(self.end.get("best_val_accuracy")) is not None:
-            return _number(self.end["best_val_accuracy"])
+        # The trainer writes -1 for "no epoch yet" (a run stopped in its first epoch).
+        best = _number((self.end or {}).get("best_val_accuracy"))
+        if best is not None and best >= 0:
+            return best
         _, values = self.series("val_accuracy")
         return max(values) if values else None
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch of the best validation accuracy (the first one that reached it)."""
+        best = None
+        for record in self.epochs_list:
+            if record.val_accuracy is not None and (best is None or record.val_accuracy > best.val_accuracy):
+                best = record
+        return best.epoch if best else None
+
+    def step_series(self, metric: str) -> tuple[list[float], list[float]]:
+        """(fractional epochs, values) of the `progress` events' `loss` or `accuracy`."""
+        xs, ys = [], []
+        for point in self.steps_log:
+            value = getattr(point, metric)
+            if value is not None:
+                xs.append(point.x)
+                ys.append(value)
+        return xs, ys
+
+    def images_per_second(self) -> float | None:
+        """Training throughput from the last two `progress` events of the same epoch."""
+        points = self.steps_log[-2:]
+        if len(points) < 2 or not self.batch_size:
+            return None
+        a, b = points
+        if a.epoch != b.epoch or b.step <= a.step or a.time is None or b.time is None or b.time <= a.time:
+            return None
+        return (b.step - a.step) * self.batch_size / (b.time - a.time)
 
     @property
     def final_accuracy(self) -> float | None:
@@ -250,13 +306,14 @@ class RunState:
             return 0.0
         return min(1.0, max(0.0, self.step / self.steps))
 
-    def eta_seconds(self) -> float | None:
+    def eta_seconds(self, status: str | None = None) -> float | None:
         """Seconds left, estimated from the events alone (never the wall clock).
 
         Uses the mean epoch time, or while the first epoch runs, the rate of its
-        `progress` events since `run_start`. None when finished or unknown.
+        `progress` events since `run_start`. None when finished or unknown, or
+        when `status` (what the screen shows, e.g. `crashed`) is not running.
         """
-        if self.status != "running" or not self.epochs:
+        if self.status != "running" or not self.epochs or (status is not None and status != "running"):
             return None
         per_epoch = self.mean_epoch_seconds
         fraction = self.epoch_fraction
@@ -323,6 +380,32 @@ class RunRecord:
     def eval(self) -> dict | None:
         """`eval.json`, or None when absent or unreadable."""
         return read_json(self.path / EVAL)
+
+    def recipe(self) -> dict:
+        """The run's recipe: `run_start`'s, else `recipe.json` (a run that failed before starting)."""
+        if isinstance(self.state.recipe, dict) and self.state.recipe:
+            return self.state.recipe
+        if not hasattr(self, "_recipe_file"):
+            self._recipe_file = read_json(self.path / RECIPE)
+        return self._recipe_file if isinstance(self._recipe_file, dict) else {}
+
+    @property
+    def variant(self) -> str:
+        return self.state.variant or str(self.recipe().get("model", {}).get("variant") or "")
+
+    @property
+    def dataset(self) -> str:
+        return self.state.dataset or str(self.recipe().get("data", {}).get("dataset") or "")
+
+    @property
+    def when(self) -> float:
+        """When the run started: `run_start`, else its first event, else the directory's mtime."""
+        if self.state.started or self.state.first_time:
+            return float(self.state.started or self.state.first_time)
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return 0.0
 
 
 def read_json(path: pathlib.Path) -> Any | None:
@@ -425,11 +508,7 @@ class RunIndex:
             for path in list(self.records):
                 if path not in seen:
                     del self.records[path]
-            runs = sorted(
-                self.records.values(),
-                key=lambda r: (r.state.started or 0.0, r.path.name),
-                reverse=True,
-            )
+            runs = sorted(self.records.values(), key=lambda r: (r.when, r.path.name), reverse=True)
             return runs, skipped
 
 
@@ -448,6 +527,55 @@ def _not_a_run(path: pathlib.Path) -> str | None:
     if not os.access(path / EVENTS, os.R_OK):
         return "events.jsonl unreadable (permission denied)"
     return None
+
+
+# Run labels ----------------------------------------------------------------------
+
+# Keys that differ between runs without telling them apart (names, paths, the seed of a repeat).
+_LABEL_IGNORED = ("run.", "data.data_dir", "data.source")
+
+
+def flat_settings(document: dict, prefix: str = "") -> dict[str, str]:
+    """A recipe dict as {"train.lr": "0.05", ...} (lists as `[a, b]`)."""
+    out: dict[str, str] = {}
+    for key, value in (document or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flat_settings(value, f"{name}."))
+        else:
+            out[name] = json.dumps(value) if isinstance(value, (list, tuple, bool)) or value is None else str(value)
+    return out
+
+
+def differing_settings(recipes: list[dict]) -> list[dict[str, str]]:
+    """For each recipe, the settings whose values are not the same in all of `recipes`."""
+    flats = [flat_settings(recipe) for recipe in recipes]
+    keys = sorted({key for flat in flats for key in flat if not key.startswith(_LABEL_IGNORED)})
+    differing = [k for k in keys if len({flat.get(k) for flat in flats}) > 1]
+    return [{k: flat.get(k, "-") for k in differing} for flat in flats]
+
+
+def short_key(key: str) -> str:
+    """`model.overrides.widths` -> `widths`, `train.lr` -> `lr`, `data.limit_train` -> `limit_train`."""
+    return key.rsplit(".", 1)[-1]
+
+
+def run_labels(records: list["RunRecord"]) -> dict[pathlib.Path, str]:
+    """Readable labels: `tiny 11-28 07:15 lr=0.05` - the variant, a short start time, and
+    the settings that differ from the other runs of the same variant and dataset."""
+    import datetime
+
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
+    for record in records:
+        groups.setdefault((record.variant, record.dataset), []).append(record)
+    labels = {}
+    for group in groups.values():
+        diffs = differing_settings([r.recipe() for r in group]) if len(group) > 1 else [{}] * len(group)
+        for record, diff in zip(group, diffs):
+            when = datetime.datetime.fromtimestamp(record.when).strftime("%m-%d %H:%M") if record.when else "?"
+            extra = " ".join(f"{short_key(k)}={v}" for k, v in diff.items() if short_key(k) not in ("variant",))
+            labels[record.path] = " ".join(part for part in (record.variant or "?", when, extra) if part)
+    return labels
 
 
 # Formatting ----------------------------------------------------------------------

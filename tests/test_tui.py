@@ -103,11 +103,14 @@ async def test_launch_watch_and_finish(fake_app, folders):
         bar = screen.query_one("#epoch-bar", ProgressBar)
         assert (bar.total, bar.progress) == (2, 2)
         accuracy = screen.query_one("#accuracy-plot", CurvesPlot).curves
-        assert [c.label for c in accuracy] == ["train", "val"]
+        assert [c.label for c in accuracy] == ["train (step)", "val"]
+        # one train point per progress event (4 steps an epoch), at the fractional epoch
+        assert accuracy[0].x == pytest.approx((0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0))
+        assert accuracy[0].y == pytest.approx((0.3,) * 4 + (0.4,) * 4)
         assert accuracy[1].x == (1, 2) and accuracy[1].y == pytest.approx((0.4, 0.5))
         assert screen.query_one("#loss-plot", CurvesPlot).curves[1].y == pytest.approx((1.8, 1.7))
         stats = text_of(screen.query_one("#run-stats", Static))
-        assert "val 50.0% (best 50.0%)" in stats and "test 50.0%" in stats
+        assert "val 50.0% (best 50.0% @2)" in stats and "test 50.0%" in stats
         run_dir = screen.run_dir
         assert run_dir.parent == folders[1].absolute() and run_dir.name.startswith("cifar10-tiny-")
         await wait_for(pilot, lambda: (run_dir / "output.log").exists(), what="the log moved in")
@@ -159,7 +162,7 @@ async def test_crash_before_any_event_shows_stderr(fake_app, monkeypatch):
     app = fake_app
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        await fill_and_launch(pilot)
+        await fill_and_launch(pilot, epochs="1")
         await wait_for(pilot, lambda: status_of(app).startswith("crashed"), what="crashed")
         assert status_of(app) == "crashed (exit 2)"
         assert "data.dataset: expected one of cifar10" in text_of(app.screen.query_one("#run-error", Static))

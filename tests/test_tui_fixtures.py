@@ -8,6 +8,12 @@ and fails on request through environment variables:
     FAKE_STEP_S         seconds per step (default 0.02)
     FAKE_FAIL_AT_EPOCH  write a nan_loss error and run_end "failed" in that epoch
     FAKE_EXIT_MESSAGE   print this to stderr and exit 2 before writing anything
+    FAKE_EXIT_DELAY_S   linger this long after `run_end` before exiting (as a real
+                        trainer does while it tears down)
+    FAKE_NO_LOCK        do not write/hold RUN_DIR/run.lock (a trainer from before the lock)
+
+Like the real trainer it holds an flock on RUN_DIR/run.lock with
+{"pid", "host", "started", "backend"} for the whole run.
 
 `python -m tests.test_tui_fixtures DIR` writes a demo folder (DIR/recipes,
 DIR/runs, DIR/fake_gdfr.py) for trying the launcher by hand.
@@ -76,11 +82,18 @@ def write_recipes(folder: pathlib.Path) -> pathlib.Path:
     return folder
 
 
-def fake_info(params: int = 812345, macs: int = 45678901):
-    """A `model_info` function for `make_app` that answers at once, like `gdfr info --json`."""
+def fake_info(params: int = 812345, macs: int = 45678901, calls: list | None = None):
+    """A `model_info` function for `make_app` that answers at once, like `gdfr info --json`.
 
-    async def info(recipe: str, variant: str) -> dict:
-        return {"variant": variant, "params": params, "macs": macs, "recipe": pathlib.Path(recipe).stem}
+    Each `--set` item adds 100 000 parameters (so a test sees the size follow them);
+    `calls` collects the (recipe, variant, *sets) asked for.
+    """
+
+    async def info(recipe: str, variant: str, *sets: str) -> dict:
+        if calls is not None:
+            calls.append((pathlib.Path(recipe).stem, variant, *sets))
+        return {"variant": variant, "params": params + 100000 * len(sets), "macs": macs,
+                "recipe": pathlib.Path(recipe).stem}
 
     return info
 
@@ -196,6 +209,7 @@ def write_fixture_runs(folder: pathlib.Path, *, running_pid: int | None = None, 
         name = "cifar100-gdfrnet-20261128-110000"
         events = [run_start(name, "gdfrnet", "cifar100", 4, time=T0 + 14400, pid=running_pid),
                   *epoch_events(4, 2, start=T0 + 14400, seconds=50.0, acc0=0.1, gain=0.07),
+                  dict(event="progress", time=T0 + 14512.5, epoch=3, step=4, steps=16, loss=1.85, accuracy=0.25),
                   dict(event="progress", time=T0 + 14525, epoch=3, step=8, steps=16, loss=1.8, accuracy=0.27)]
         runs["running"] = write_run(folder, name, events, partial_line='{"event": "progress", "ti',
                                     output="Epoch 3/4\n 8/16 [=====>......] - ETA: 25s - loss: 1.80\n")
@@ -214,7 +228,7 @@ def write_fixture_runs(folder: pathlib.Path, *, running_pid: int | None = None, 
 
 
 FAKE_GDFR = r'''"""A fake `gdfr` for the launcher's tests: `train` and `info`, events per the contract."""
-import argparse, json, os, pathlib, signal, sys, time
+import argparse, fcntl, json, os, pathlib, signal, socket, sys, time
 
 def emit(handle, **event):
     event["time"] = time.time()
@@ -253,6 +267,14 @@ def train(args):
         (run_dir / "recipe.json").write_text(json.dumps(
             {"data": {"dataset": "cifar10", "data_dir": args.data or ""},
              "model": {"variant": variant}, "train": {"epochs": epochs}}))
+    if not os.environ.get("FAKE_NO_LOCK"):
+        lock = open(run_dir / "run.lock", "a+")
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.truncate(0)
+        lock.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
+                               "backend": os.environ.get("KERAS_BACKEND", "")}))
+        lock.flush()
+    linger = float(os.environ.get("FAKE_EXIT_DELAY_S", "0"))
     stop = []
     signal.signal(signal.SIGINT, lambda *_: stop.append("int"))
     signal.signal(signal.SIGTERM, lambda *_: stop.append("term"))
@@ -287,6 +309,7 @@ def train(args):
                 emit(handle, event="run_end", status="interrupted", epoch=epoch - 1,
                      seconds=time.time() - start, best_val_accuracy=best, test=None)
                 print("interrupted: checkpoint saved", flush=True)
+                time.sleep(linger)
                 sys.exit(130)
             val = round(min(0.95, 0.3 + 0.1 * epoch), 3)
             best = max(best, val)
@@ -303,6 +326,14 @@ def train(args):
         emit(handle, event="run_end", status="completed", epoch=epochs, seconds=time.time() - start,
              best_val_accuracy=best, test={"accuracy": best, "loss": 1.2})
     print(f"Test accuracy: {best}", flush=True)
+    time.sleep(linger)
+
+def report(args):
+    out = pathlib.Path(args.out)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text("# Report\n" + "".join(f"- {r}\n" for r in args.run_dirs))
+    for run in args.run_dirs:
+        (out / "figures" / f"{pathlib.Path(run).name}-confusion.png").write_bytes(b"")
 
 parser = argparse.ArgumentParser(prog="gdfr")
 commands = parser.add_subparsers(dest="command", required=True)
@@ -314,8 +345,11 @@ p.add_argument("--variant"); p.add_argument("--set", action="append", default=[]
 for flag in ("--epochs", "--batch-size", "--limit-train", "--limit-test"):
     p.add_argument(flag, type=int)
 p.add_argument("--data"); p.add_argument("--run-dir"); p.add_argument("--resume")
+p = commands.add_parser("report")
+p.add_argument("run_dirs", nargs="+"); p.add_argument("--out", default="report")
+p.add_argument("--no-count", action="store_true")
 args = parser.parse_args()
-{"info": info, "train": train}[args.command](args)
+{"info": info, "train": train, "report": report}[args.command](args)
 '''
 
 

@@ -13,7 +13,6 @@ Update the stored snapshots after a deliberate change with
 from __future__ import annotations
 
 import asyncio
-import os
 import pathlib
 import sys
 import tempfile
@@ -28,17 +27,32 @@ from launcher.screens.run import RunScreen
 from launcher.widgets.recipe_details import RecipeDetails
 from launcher.widgets.run_table import RunTable
 from launcher.widgets.variant_list import VariantList
-from tests.test_tui_fixtures import fake_info, write_fixture_runs, write_recipes
+from launcher.machine import GpuSample, MachineSample
+from tests.test_tui_fixtures import T0, fake_info, write_fixture_runs, write_recipes
 
 SIZES = {"80x24": (80, 24), "160x48": (160, 48)}
 Scenario = Callable[[GdfrApp, dict], Callable[..., Awaitable[None]]]
 
 
+class FixedSampler:
+    """Machine figures that do not change between runs (the snapshots must not)."""
+
+    def sample(self, pid):
+        gpus = (GpuSample(0, "NVIDIA H200", 87.0, 61 * 2**30, 141 * 2**30),)
+        return MachineSample(process_cpu=183.0, process_rss=3 * 2**30 + 2**29, process_threads=41, host_cpu=95.0,
+                             host_cores=16, host_memory_used=20 * 2**30, host_memory_total=125 * 2**30, gpus=gpus,
+                             time=T0 + 14530)
+
+
 def build(folder: pathlib.Path) -> tuple[GdfrApp, dict]:
-    """An app on fixture recipes and runs under `folder`, with a fixed backend and model info."""
+    """An app on fixture recipes and runs under `folder`, with a fixed backend, model info and machine.
+
+    The running run's trainer is pid 1 (always alive, the same on every machine).
+    """
     recipes = write_recipes(folder / "recipes")
-    runs = write_fixture_runs(folder / "runs", running_pid=os.getpid())
-    return make_app(recipes, folder / "runs", model_info=fake_info(), backend="torch"), runs
+    runs = write_fixture_runs(folder / "runs", running_pid=1)
+    app = make_app(recipes, folder / "runs", model_info=fake_info(), backend="torch", sampler=FixedSampler)
+    return app, runs
 
 
 async def info_settled(pilot) -> None:
@@ -124,6 +138,7 @@ SCENARIOS: dict[str, Scenario] = {
     "run-completed": run_screen("completed"),
     "run-evaluation": run_screen("completed", "evaluation"),
     "run-running": run_screen("running"),
+    "run-machine": run_screen("running", "machine"),
     "run-failed": run_screen("failed"),
     "history": history,
     "compare": compare,
@@ -131,7 +146,7 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-WIDE = ("launch", "run-completed", "run-running", "history", "compare")
+WIDE = ("launch", "run-completed", "run-evaluation", "run-running", "run-machine", "history", "compare")
 """The scenarios also snapshotted at 160x48; every one is at 80x24."""
 
 

@@ -36,6 +36,7 @@ from keras_gdfr.training.optimizer import compile_for_training, optimizer_from_r
 from keras_gdfr.training.recipe import Recipe
 from keras_gdfr.training.runlock import RunLock, RunLocked
 from keras_gdfr.training.schedule import lr_at_epoch
+from keras_gdfr.training.tensorboard import tensorboard_callback
 
 PROGRESS_INTERVAL_S = 1.0
 
@@ -316,9 +317,12 @@ def _fit(model, recipe, train_data, test_data, run_dir, events, initial_epoch, b
     train_ds = input_data(recipe, choice, train_data, train=True, initial_epoch=initial_epoch)
     test_ds = input_data(recipe, choice, test_data, train=False)
     monitor = RunMonitor(run_dir, events, recipe, steps, stop, best)
+    # The monitor first: it decides which epochs count, the TensorBoard writer follows it.
+    kept = lambda epoch: monitor.epochs_done == epoch  # noqa: E731
+    callbacks = [monitor, tensorboard_callback(run_dir, recipe, steps, kept)]
     model.fit(
         train_ds, epochs=train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-        validation_data=test_ds, callbacks=[monitor], shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
+        validation_data=test_ds, callbacks=[c for c in callbacks if c is not None], shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
     )
     return monitor
 
@@ -457,6 +461,17 @@ def _resume_point(run_dir: pathlib.Path) -> pathlib.Path | None:
     return checkpoint
 
 
+def _devices() -> list[str]:
+    """The devices the backend trains on (`cpu:0`, `cuda:0`, ...), for readers such as gdfr-tui."""
+    try:
+        return [str(d) for d in keras.distribution.list_devices()]
+    except Exception:  # noqa: BLE001 - the torch backend has no distribution API
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [f"cuda:{i}" for i in range(count)] or ["cpu:0"]
+
+
 def _run(recipe, run_dir, resume, events, stop, started) -> RunResult:
     checkpoint = _resume_point(run_dir) if resume else None  # before the data: a refusal should be quick
     tame_if_installed()  # before set_random_seed imports TensorFlow loudly and with the GPUs
@@ -478,6 +493,7 @@ def _run(recipe, run_dir, resume, events, stop, started) -> RunResult:
         batch_size=recipe.train.batch_size, train_size=len(train_data), test_size=len(test_data),
         class_names=train_data.class_names, data=train_data.description, pid=os.getpid(),
         pipeline=choice, pipeline_reason=reason,
+        devices=_devices(),
     )
     monitor = None
     epochs_done = initial_epoch

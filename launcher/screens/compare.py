@@ -11,7 +11,16 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
 from launcher.launch import run_status
-from launcher.runs import RunRecord, RunState, format_count, format_duration, format_number, format_percent
+from launcher.runs import (
+    RunRecord,
+    RunState,
+    differing_settings,
+    format_count,
+    format_duration,
+    format_number,
+    format_percent,
+    run_labels,
+)
 from launcher.widgets.curves import Curve, CurvesPlot
 from launcher.widgets.run_progress import status_text
 
@@ -76,8 +85,9 @@ class CompareScreen(Screen):
         self.set_interval(POLL_INTERVAL_S, self.poll)
 
     def label(self, index: int, state: RunState) -> str:
-        """`#1 tiny` for the first run."""
-        return f"#{index} {state.variant or ''}".strip()
+        """`#1 tiny 11-28 07:15 lr=0.05`: the number and the run's readable label."""
+        record = self.records[index - 1]
+        return f"#{index} {run_labels(self.records).get(record.path, state.variant or '')}".strip()
 
     def poll(self) -> None:
         """Reads new events of every run; redraws when any changed."""
@@ -101,12 +111,17 @@ class CompareScreen(Screen):
         for name, value in METRICS:
             cells = [self._cell(name, value, record) for record in self.records]
             table.add_row(name, *cells, key=name)
+        # The settings that tell the runs apart (overrides, lr, limits, ...), from their recipes.
+        diffs = differing_settings([record.recipe() for record in self.records])
+        for key in (diffs[0] if diffs else {}):
+            table.add_row(key, *[diff.get(key, "-") for diff in diffs], key=f"setting:{key}")
 
     def _cell(self, name: str, value, record: RunRecord):
         if value is not None:
             return value(record.state)
-        if name == "run":
-            return record.name
+        if name == "run":  # the short label (History's); the full run id would not fit three runs at 80x24
+            index = self.records.index(record) + 1
+            return self.label(index, record.state).partition(" ")[2]
         return status_text(run_status(record.state, self.app.processes.get(record.path)))
 
     def action_back(self) -> None:

@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label
+from textual.widgets import Button, Footer, Label
 
 
 class ConfirmQuit(ModalScreen[bool | None]):
@@ -22,8 +22,8 @@ class ConfirmQuit(ModalScreen[bool | None]):
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="confirm_quit.cancel"),
-        Binding("s", "answer(True)", "Stop runs", show=False, id="confirm_quit.stop"),
-        Binding("k", "answer(False)", "Keep running", show=False, id="confirm_quit.keep"),
+        Binding("s", "answer(True)", "Stop and quit", id="confirm_quit.stop"),
+        Binding("k", "answer(False)", "Keep running", id="confirm_quit.keep"),
     ]
 
     def __init__(self, count: int) -> None:
@@ -43,6 +43,7 @@ class ConfirmQuit(ModalScreen[bool | None]):
                 yield Button("Stop and quit", id="stop", variant="error")
                 yield Button("Keep running", id="keep", variant="primary")
                 yield Button("Cancel", id="cancel")
+        yield Footer()  # this screen's keys, not those of the screen below
 
     @on(Button.Pressed, "#stop")
     def _stop(self) -> None:

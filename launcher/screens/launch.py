@@ -10,11 +10,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Header, Input, Static
 
 from launcher.launch import BACKENDS, Overrides
 from launcher.model_info import ModelInfo
-from launcher.recipes import RecipeEntry, list_recipe_entries, recipe_facts, validate
+from launcher.recipes import RecipeEntry, list_recipe_entries, parse_sets, recipe_facts, validate
+from launcher.screens.confirm import Confirm
 from launcher.screens.run import RunScreen
 from launcher.widgets.launch_form import LaunchForm
 from launcher.widgets.recipe_details import RecipeDetails
@@ -23,6 +24,15 @@ from launcher.widgets.variant_list import VariantList
 
 INFO_DEBOUNCE_S = 0.3
 """Wait this long on a (recipe, variant) before starting `gdfr info` for it."""
+
+FULL_RUN_EPOCHS = 20
+"""Launching a recipe's own schedule of at least this many epochs on all its data asks first."""
+
+
+def model_sets(text: str) -> tuple[str, ...]:
+    """The form's `--set` items that change the model (and so its size): `model.*`."""
+    sets, error = parse_sets(text)
+    return () if error else tuple(item for item in sets if item.strip().startswith("model."))
 
 
 class LaunchScreen(Screen):
@@ -104,10 +114,19 @@ class LaunchScreen(Screen):
         details.description = event.description
         self._request_info()
 
+    @on(Input.Changed, "#sets")
+    def _sets_changed(self) -> None:
+        self._request_info()
+
+    def _info_key(self) -> tuple[str, ...]:
+        """(recipe, variant, *model sets): what the model's size depends on."""
+        sets = model_sets(self.query_one("#sets", Input).value)
+        return (str(self.recipe.path), self.variant, *sets)
+
     def _request_info(self) -> None:
         if self.recipe is None:
             return
-        key = (str(self.recipe.path), self.variant)
+        key = self._info_key()
         cached = self.app.info_cache.get(key)
         if cached is not None:
             self.query_one(RecipeDetails).info = cached
@@ -116,7 +135,7 @@ class LaunchScreen(Screen):
         self._fetch_info(key)
 
     @work(exclusive=True, group="info")
-    async def _fetch_info(self, key: tuple[str, str]) -> None:
+    async def _fetch_info(self, key: tuple[str, ...]) -> None:
         await asyncio.sleep(INFO_DEBOUNCE_S)
         try:
             info = ModelInfo(data=await self.app.model_info(*key))
@@ -125,7 +144,7 @@ class LaunchScreen(Screen):
         except Exception as error:  # noqa: BLE001 - shown as the error line
             info = ModelInfo(error=str(error) or type(error).__name__)
         self.app.info_cache[key] = info
-        if self.recipe is not None and (str(self.recipe.path), self.variant) == key:
+        if self.recipe is not None and self._info_key() == key:
             self.query_one(RecipeDetails).info = info
 
     def action_launch(self) -> None:
@@ -146,6 +165,17 @@ class LaunchScreen(Screen):
             form.error = error
             return
         form.error = ""
+        epochs = self.facts.get("epochs")
+        full = overrides.epochs is None and overrides.limit_train is None and (epochs or 0) >= FULL_RUN_EPOCHS
+        if full:
+            question = Confirm(
+                f"Start {recipe.name} / {variant} for its full {epochs} epochs?",
+                "No epochs or limits are set: this is the recipe's whole schedule on all of its "
+                "data (hours to days). Set Epochs and Limit train for a quick run.",
+                yes="Start full run",
+            )
+            if not await self.app.push_screen_wait(question):
+                return
         dataset = str(self.facts.get("dataset") or recipe.dataset or recipe.name)
         path = self.app.launch_run(recipe.path, variant, overrides, dataset)
         if path is not None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import pathlib
+import time
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -13,30 +15,48 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from launcher.launch import run_status
+from launcher.machine import Sampler
+from launcher.owner import owner_alive, read_owner
 from launcher.runs import RunRecord, RunState, format_number, format_percent, tail_lines
 from launcher.widgets.confusion import ConfusionMatrix
 from launcher.widgets.curves import Curve, CurvesPlot
 from launcher.widgets.log_tail import LogTail
+from launcher.widgets.machine_panel import MachinePanel
 from launcher.widgets.run_progress import RunProgress, RunTitle, key_value_text
 
 POLL_INTERVAL_S = 0.5
+MACHINE_INTERVAL_S = 2.0
+CURVES_INTERVAL_S = 2.0
+"""Step-level curves redraw at most this often (plotext is the costliest thing on screen)."""
 LOG_LINES = 200
 
 
 def accuracy_curves(state: RunState, prefix: str = "") -> tuple[Curve, ...]:
-    """Train and validation accuracy of a run."""
-    return tuple(
-        Curve(f"{prefix}{label}", *map(tuple, state.series(metric)))
-        for label, metric in (("train", "accuracy"), ("val", "val_accuracy"))
-    )
+    """Train accuracy per logged step (from `progress`), validation accuracy per epoch.
+
+    Runs without `progress` events fall back on the per-epoch train accuracy.
+    """
+    return _curves(state, prefix, "accuracy", "val_accuracy")
 
 
 def loss_curves(state: RunState, prefix: str = "") -> tuple[Curve, ...]:
-    """Train and validation loss of a run."""
-    return tuple(
-        Curve(f"{prefix}{label}", *map(tuple, state.series(metric)))
-        for label, metric in (("train", "loss"), ("val", "val_loss"))
-    )
+    """Train loss per logged step (from `progress`), validation loss per epoch."""
+    return _curves(state, prefix, "loss", "val_loss")
+
+
+def _curves(state: RunState, prefix: str, train: str, val: str) -> tuple[Curve, ...]:
+    steps = state.step_series(train)
+    train_curve = Curve(f"{prefix}train (step)", *map(tuple, steps)) if steps[0] else \
+        Curve(f"{prefix}train", *map(tuple, state.series(train)))
+    return (train_curve, Curve(f"{prefix}val", *map(tuple, state.series(val))))
+
+
+def best_title(state: RunState) -> str:
+    """`accuracy (%) · best 47.0% @ 3` once a validation epoch exists."""
+    epoch = state.best_epoch
+    if epoch is None:
+        return "accuracy (%)"
+    return f"accuracy (%) · best {format_percent(state.history[epoch].val_accuracy)} @ epoch {epoch}"
 
 
 def resumable(status: str, run_dir: pathlib.Path) -> bool:
@@ -46,15 +66,46 @@ def resumable(status: str, run_dir: pathlib.Path) -> bool:
 
 
 def failure_message(state: RunState, status: str, output: list[str]) -> str | None:
-    """The message to show for a failed or crashed run: its error event, else its output's last line."""
+    """The message to show for a failed or crashed run.
+
+    Its `error` event; else, for a process that died, its output's last error-like
+    line (the CLI's `error: ...`, a traceback's last line); else what is known: the
+    trainer ended without `run_end` (killed: the exit status names the signal).
+    """
     if state.error_message:
         return state.error_message
-    if status == "failed" or status.startswith("crashed"):
-        for line in reversed(output):
-            if line.strip() and not line.startswith("$ "):
-                return line.strip()
-        return "the trainer ended without a message (see output.log)"
-    return None
+    if not (status == "failed" or status.startswith("crashed")):
+        return None
+    for line in reversed(output):
+        text = line.strip()
+        if text and not text.startswith("$ ") and _looks_like_error(text):
+            return text
+    how = _exit_text(status)
+    done = f"; {state.epoch} epoch(s) checkpointed, r resumes from there" if state.epoch else ""
+    return f"the trainer ended without writing run_end ({how}){done}; see output.log"
+
+
+_ERROR_WORDS = ("error", "exception", "traceback", "killed", "aborted", "segmentation fault")
+
+
+def _looks_like_error(line: str) -> bool:
+    lowered = line.lower()
+    return lowered.startswith(_ERROR_WORDS) or any(f"{word}:" in lowered for word in ("error", "exception"))
+
+
+def _exit_text(status: str) -> str:
+    """`crashed (exit -9)` -> `killed by SIGKILL`."""
+    code = status.partition("(exit ")[2].rstrip(")")
+    if code.lstrip("-").isdigit() and int(code) < 0:
+        import signal
+
+        try:
+            return f"killed by {signal.Signals(-int(code)).name}"
+        except ValueError:
+            return f"killed by signal {-int(code)}"
+    if code:
+        return f"exit {code}"
+    return "its process is gone"
 
 
 class RunScreen(Screen):
@@ -74,6 +125,8 @@ class RunScreen(Screen):
         Binding("c", "tab('curves')", "Curves", show=False, id="run.curves"),
         Binding("e", "tab('evaluation')", "Evaluation", show=False, id="run.evaluation"),
         Binding("o", "tab('output')", "Output", show=False, id="run.output"),
+        Binding("m", "tab('machine')", "Machine", show=False, id="run.machine"),
+        Binding("p", "show_path", "Path", id="run.path"),
     ]
 
     def __init__(self, run_dir: pathlib.Path) -> None:
@@ -86,6 +139,9 @@ class RunScreen(Screen):
         self._log_stamp: tuple | None = None
         self._eval_stamp: tuple | None = None
         self._output: list[str] = []
+        self._alive: tuple | None = None
+        self._curves_at = 0.0
+        self.sampler: Sampler | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -102,18 +158,52 @@ class RunScreen(Screen):
                 yield ConfusionMatrix(id="confusion")
             with TabPane("Output (o)", id="output"):
                 yield LogTail(id="log", max_lines=LOG_LINES)
+            with TabPane("Machine (m)", id="machine"):
+                yield MachinePanel(id="machine-panel")
         yield Footer()
 
     def on_mount(self) -> None:
+        self.sampler = getattr(self.app, "sampler", Sampler)()
         self.sub_title = "Run"
         self.query_one(RunTitle).fallback_name = self.run_dir.name
         self.poll()
         self.set_interval(POLL_INTERVAL_S, self.poll)
+        self.sample_machine()
+        self.set_interval(MACHINE_INTERVAL_S, self.sample_machine)
 
     @property
     def process(self):
         """The `TrainProcess` the launcher started for this run, if any."""
         return self.app.processes.get(self.run_dir)
+
+    @property
+    def trainer_alive(self) -> bool:
+        """Whether a trainer works on this run now: ours, or any other on this host (run.lock)."""
+        process = self.process
+        if process is not None and process.running:
+            return True
+        return owner_alive(self.run_dir, read_owner(self.run_dir, self.record.state))
+
+    def sample_machine(self) -> None:
+        """CPU, memory (and GPU) figures of the run's process and the host, in a thread."""
+        self._sample(self.trainer_pid() if self.trainer_alive else None)
+
+    def trainer_pid(self) -> int | None:
+        process = self.process
+        if process is not None and process.running:
+            return process.pid
+        owner = read_owner(self.run_dir, self.record.state)
+        return owner.pid if owner else None
+
+    @work(thread=True, exclusive=True, group="machine")
+    def _sample(self, pid: int | None) -> None:
+        sample = self.sampler.sample(pid)
+        self.app.call_from_thread(self._show_machine, sample, pid)
+
+    def _show_machine(self, sample, pid) -> None:
+        panel = self.query_one(MachinePanel)
+        panel.update_panel(self.record.state, self.status, sample, pid,
+                           read_owner(self.run_dir, self.record.state))
 
     def poll(self) -> None:
         """Reads new events, output and evaluation; redraws what changed."""
@@ -125,11 +215,21 @@ class RunScreen(Screen):
             self.read_error = f"events.jsonl unreadable: {error.strerror or error}"
         self._poll_output()
         state = self.record.state
+        alive = self.trainer_alive
         status = run_status(state, self.process)
-        if events or status != self.status or self._drawn_epochs is None:
+        if self.process is None and state.status == "running" and not alive:
+            status = "crashed"  # another instance's run whose trainer is gone (kill -9)
+        elif self.process is None and alive and self.app.foreign_stops.get(self.run_dir) and status == "running":
+            status = "stopping"
+        process = self.process
+        # The footer's keys depend on whether a trainer is alive, which can change without an event.
+        liveness = (alive, process.running if process else None)
+        if events or status != self.status or self._drawn_epochs is None or liveness != self._alive:
+            self._alive = liveness
             self.status = status
             self.query_one(RunTitle).state = state
             self.query_one(RunTitle).status = status
+            self.query_one(RunTitle).pid = self.trainer_pid() if alive else None
             self.query_one(RunProgress).status = status
             self.query_one(RunProgress).state = state
             self._draw_curves(state)
@@ -138,11 +238,17 @@ class RunScreen(Screen):
         self._poll_eval()
 
     def _draw_curves(self, state: RunState) -> None:
-        stamp = tuple((r.epoch, r.val_accuracy, r.val_loss) for r in state.epochs_list)
+        stamp = (tuple((r.epoch, r.val_accuracy, r.val_loss) for r in state.epochs_list), len(state.steps_log))
         if stamp == self._drawn_epochs:
             return
-        self._drawn_epochs = stamp
-        self.query_one("#accuracy-plot", CurvesPlot).curves = accuracy_curves(state)
+        now = time.monotonic()
+        new_epoch = self._drawn_epochs is None or stamp[0] != self._drawn_epochs[0]
+        if not new_epoch and now - self._curves_at < CURVES_INTERVAL_S:
+            return  # new steps only: redrawn at the next interval
+        self._drawn_epochs, self._curves_at = stamp, now
+        accuracy = self.query_one("#accuracy-plot", CurvesPlot)
+        accuracy.plot_title = best_title(state)
+        accuracy.curves = accuracy_curves(state)
         self.query_one("#loss-plot", CurvesPlot).curves = loss_curves(state)
 
     def _show_error(self, state: RunState, status: str) -> None:
@@ -189,13 +295,16 @@ class RunScreen(Screen):
     # Actions -----------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        process = self.process
-        running = process is not None and process.running
-        if action == "stop":
-            return running
-        if action == "resume":
+        if action in ("stop", "resume"):
+            running = bool(self._alive and self._alive[0])
+            if action == "stop":
+                return running
             return not running and resumable(self.status, self.run_dir)
         return True
+
+    def action_show_path(self) -> None:
+        """The run directory and what the run produced, as a notice (selectable in most terminals)."""
+        self.app.notify(produced_text(self.run_dir), title=str(self.run_dir), timeout=15)
 
     def action_back(self) -> None:
         self.dismiss()
@@ -210,6 +319,22 @@ class RunScreen(Screen):
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+
+
+def produced_text(run_dir: pathlib.Path) -> str:
+    """The files a run produced that a user opens next: figures, eval, model, TensorBoard."""
+    lines = []
+    for pattern, what in (("eval.json", "evaluation"), ("*.png", "figure"), ("**/*.png", "figure"),
+                          ("model.keras", "model"), ("events.out.tfevents.*", "TensorBoard"),
+                          ("output.log", "log")):
+        for path in sorted(run_dir.glob(pattern)):
+            line = f"{what}: {path.relative_to(run_dir)}"
+            if line not in lines:
+                lines.append(line)
+    if any(line.startswith("TensorBoard") for line in lines):
+        lines.append(f"tensorboard --logdir {run_dir.parent}")
+    lines.append(f"gdfr report {run_dir}")
+    return "\n".join(lines) or "nothing yet"
 
 
 def _stamp(path: pathlib.Path) -> tuple | None:

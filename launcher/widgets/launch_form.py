@@ -21,6 +21,19 @@ _INTEGER_FIELDS = {
     "limit-train": "--limit-train",
     "limit-test": "--limit-test",
 }
+_LABELS = {"epochs": "Epochs", "batch-size": "Batch", "limit-train": "Limit train", "limit-test": "Limit test"}
+
+
+def integer_problem(field: str, text: str) -> str:
+    """The message for a number field holding something other than a whole number; "" when fine.
+
+    Empty is fine (the recipe's value). Letters are kept in the field and named
+    here rather than dropped silently.
+    """
+    text = text.strip()
+    if not text or text.isdigit():
+        return ""
+    return f"{_LABELS[field]}: {text!r} is not a whole number (leave it empty for the recipe's value)"
 
 
 class LaunchForm(Grid):
@@ -54,9 +67,9 @@ class LaunchForm(Grid):
 
     def compose(self) -> ComposeResult:
         yield Label("Epochs", classes="field-label")
-        yield Input(id="epochs", type="integer", placeholder="recipe", compact=True)
+        yield Input(id="epochs", placeholder="recipe", compact=True, classes="number")
         yield Label("Batch", classes="field-label")
-        yield Input(id="batch-size", type="integer", placeholder="recipe", compact=True)
+        yield Input(id="batch-size", placeholder="recipe", compact=True, classes="number")
         yield Label("Backend", classes="field-label")
         yield Select(
             [(name, name) for name in BACKENDS],
@@ -66,9 +79,9 @@ class LaunchForm(Grid):
             id="backend",
         )
         yield Label("Limit train", classes="field-label")
-        yield Input(id="limit-train", type="integer", placeholder="all", compact=True)
+        yield Input(id="limit-train", placeholder="all", compact=True, classes="number")
         yield Label("Limit test", classes="field-label")
-        yield Input(id="limit-test", type="integer", placeholder="all", compact=True)
+        yield Input(id="limit-test", placeholder="all", compact=True, classes="number")
         yield Label("")
         yield Button("Launch", id="launch", variant="primary", compact=True)
         yield Label("Data", classes="field-label")
@@ -111,10 +124,10 @@ class LaunchForm(Grid):
             if not text:
                 numbers[field] = None
                 continue
-            try:
-                numbers[field] = int(text)
-            except ValueError:
-                return f"Invalid value for '{flag}': {text!r} is not a valid integer."
+            problem = integer_problem(field, text)
+            if problem:
+                return problem
+            numbers[field] = int(text)
         sets, error = parse_sets(self.query_one("#sets", Input).value)
         if error:
             return error
@@ -147,5 +160,10 @@ class LaunchForm(Grid):
 
     @on(Input.Changed)
     @on(Select.Changed)
-    def _clear_error(self) -> None:
-        self.error = ""
+    def _check_field(self, event: Message) -> None:
+        """A new value clears the last error; a number field with letters says so at once."""
+        field = getattr(event, "input", None)
+        problem = integer_problem(field.id, event.value) if field is not None and field.id in _INTEGER_FIELDS else ""
+        if field is not None and field.id in _INTEGER_FIELDS:
+            field.set_class(bool(problem), "-invalid")
+        self.error = problem

@@ -32,10 +32,14 @@ class RunTitle(Static):
     state: reactive[RunState | None] = reactive(None, always_update=True)
     status: reactive[str] = reactive("")
     fallback_name: reactive[str] = reactive("")
+    pid: reactive[int | None] = reactive(None)
+    """The live trainer's pid (ours or another instance's), shown after the status."""
 
     def render(self) -> Text:
         state = self.state or RunState()
         title = Text.assemble((state.run_id or self.fallback_name, "bold"), "  ", status_text(self.status or state.status))
+        if self.pid:
+            title.append(f"  pid {self.pid}", style="dim")
         if not state.run_id:
             return Text("\n").join([title, Text("no run_start event yet", style="dim")])
         facts = [state.variant or "?", state.dataset or "?", state.backend or "?"]
@@ -74,7 +78,7 @@ class RunProgress(Vertical):
             return
         epoch_bar = self.query_one("#epoch-bar", ProgressBar)
         step_bar = self.query_one("#step-bar", ProgressBar)
-        running = state.status == "running"
+        running = state.status == "running" and (self.status or "running") in ("running", "stopping")
         if state.epochs:
             epoch_bar.update(total=state.epochs, progress=min(state.epochs, state.epoch + (state.epoch_fraction if running else 0)))
         elif (self.status or state.status) != "starting":  # ended without a run_start
@@ -87,21 +91,27 @@ class RunProgress(Vertical):
             step = state.step if state.progress_epoch is not None else (0 if running else steps)
             step_bar.update(total=steps, progress=step)
             self.query_one("#step-label", Label).update(f"Step {step}/{steps}")
-        self.query_one("#run-stats", Static).update(stats_text(state))
+        self.query_one("#run-stats", Static).update(stats_text(state, self.status or None))
 
 
-def stats_text(state: RunState) -> Text:
-    """`lr 0.1 · 29.8s/epoch · ETA 1m 02s · val 31.0% (best 31.0%) · test 41.0%`."""
+def stats_text(state: RunState, status: str | None = None) -> Text:
+    """`lr 0.1 · 29.8s/epoch · ETA 1m 02s · val 31.0% (best 31.0%) · test 41.0%`.
+
+    `status` is the shown one: a crashed run has no ETA and no live train accuracy.
+    """
     parts = [
         ("lr ", format_number(state.lr)),
         ("", f"{format_duration(state.mean_epoch_seconds)}/epoch"),
     ]
-    eta = state.eta_seconds()
+    eta = state.eta_seconds(status)
     if eta is not None:
         parts.append(("ETA ", format_duration(eta)))
-    if state.train_accuracy is not None and state.status == "running":
+    if state.train_accuracy is not None and (status or state.status) == "running":
         parts.append(("train ", format_percent(state.train_accuracy)))
-    parts.append(("val ", f"{format_percent(state.final_accuracy)} (best {format_percent(state.best_accuracy)})"))
+    best = format_percent(state.best_accuracy)
+    if state.best_epoch is not None and state.best_accuracy is not None:
+        best += f" @{state.best_epoch}"
+    parts.append(("val ", f"{format_percent(state.final_accuracy)} (best {best})"))
     if state.test_accuracy is not None:
         parts.append(("test ", format_percent(state.test_accuracy)))
     return key_value_text(parts)

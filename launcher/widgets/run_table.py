@@ -16,14 +16,15 @@ from launcher.widgets.run_progress import status_text
 COLUMNS = (
     ("mark", " "),
     ("status", "status"),
-    ("variant", "variant"),
+    ("run", "run"),
     ("dataset", "dataset"),
     ("epoch", "epoch"),
     ("best", "best"),
     ("final", "final"),
     ("test", "test"),
-    ("run", "run"),
 )
+LABEL_WIDTH = 30
+"""The run label's column is cut (with …) beyond this; the detail line below shows it whole."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class RunRow:
     key: str
     record: RunRecord
     status: str
+    label: str = ""
 
 
 class RunTable(DataTable):
@@ -72,16 +74,18 @@ class RunTable(DataTable):
     def _cells(self, row: RunRow) -> list:
         state = row.record.state
         epochs = f"{state.epoch}/{state.epochs}" if state.epochs else str(state.epoch or "-")
+        label = row.label or row.record.name
+        if len(label) > LABEL_WIDTH:
+            label = label[: LABEL_WIDTH - 1] + "…"
         return [
             Text("●", style="bold magenta") if row.key in self.marked else " ",
             status_text(row.status),
-            state.variant or "-",
-            state.dataset or "-",
+            label,
+            row.record.dataset or "-",
             epochs,
             format_percent(state.best_accuracy),
             format_percent(state.final_accuracy),
             format_percent(state.test_accuracy),
-            row.record.name,
         ]
 
     @property

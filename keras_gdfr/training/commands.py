@@ -115,7 +115,7 @@ def _train(recipe, run_path, run_dir, *, resume: bool):
     test = f", test accuracy {result.test['accuracy']:.4f}" if result.test else ""
     click.echo(f"{result.status}: {result.epochs_done} epoch(s){test} -> {result.run_dir}")
     if result.status == "failed":
-        sys.exit(1)
+        _fail(f"{result.message} (run directory: {result.run_dir})")
     if result.status == "interrupted":
         sys.exit(130)
 

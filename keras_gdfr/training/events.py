@@ -20,6 +20,7 @@ RECIPE_FILE = "recipe.json"
 EVAL_FILE = "eval.json"
 MODEL_FILE = "model.keras"
 OUTPUT_LOG = "output.log"
+LOCK_FILE = "run.lock"  # flock()ed by the live trainer (keras_gdfr/training/runlock.py)
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:
@@ -42,23 +43,35 @@ def _clean(value):
 
 
 class EventWriter:
-    """Appends events to `<run_dir>/events.jsonl`, one flushed line each."""
+    """Appends events to `<run_dir>/events.jsonl`, one whole line per write(2), fsynced."""
 
     def __init__(self, run_dir: str | os.PathLike):
         self.path = pathlib.Path(run_dir) / EVENTS_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115  (closed in close())
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        self._end_torn_line()
+
+    def _end_torn_line(self) -> None:
+        """A writer killed mid-line (or a full disk) left a line without its newline: end it, so the
+        next event starts a line of its own (readers skip the torn one)."""
+        size = os.fstat(self._fd).st_size
+        if size:
+            with open(self.path, "rb") as file:
+                file.seek(size - 1)
+                if file.read(1) != b"\n":
+                    os.write(self._fd, b"\n")
 
     def emit(self, event: str, **fields) -> dict:
         record = {"event": event, "time": time.time(), **_clean(fields)}
-        # One write of one whole line: an interrupted process leaves no partial event.
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        # One write of one whole line, unbuffered: nothing is left in a buffer to fail again at close.
+        os.write(self._fd, (json.dumps(record) + "\n").encode("utf-8"))
+        os.fsync(self._fd)
         return record
 
     def close(self) -> None:
-        self._file.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self):
         return self

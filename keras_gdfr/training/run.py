@@ -27,9 +27,12 @@ from keras_gdfr.data.sources import SplitData, load_dataset
 from keras_gdfr.data.tf_runtime import TensorFlowMissing, tame_if_installed
 from keras_gdfr.models import GDFRNet
 from keras_gdfr.training import checkpoints
-from keras_gdfr.training.events import EVAL_FILE, MODEL_FILE, RECIPE_FILE, EventWriter
+from keras_gdfr.training.events import (
+    EVAL_FILE, EVENTS_FILE, LOCK_FILE, MODEL_FILE, OUTPUT_LOG, RECIPE_FILE, EventWriter, read_events,
+)
 from keras_gdfr.training.optimizer import compile_for_training, optimizer_from_recipe
 from keras_gdfr.training.recipe import Recipe
+from keras_gdfr.training.runlock import RunLock, RunLocked
 from keras_gdfr.training.schedule import lr_at_epoch
 
 PROGRESS_INTERVAL_S = 1.0
@@ -45,6 +48,7 @@ class RunResult:
     status: str  # completed | interrupted | failed
     epochs_done: int
     test: dict | None
+    message: str | None = None  # why a failed run failed
 
 
 # ---------------------------------------------------------------------------
@@ -163,11 +167,13 @@ class RunMonitor(keras.callbacks.Callback):
         self.failure: str | None = None
         self.epochs_done = 0
         self._epoch = 0
+        self._steps_done = 0
         self._last_progress = 0.0
         self._epoch_start = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._steps_done = 0
         self._epoch_start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -177,9 +183,11 @@ class RunMonitor(keras.callbacks.Callback):
             self.failure = f"loss became {loss} at epoch {self._epoch + 1}, step {batch + 1}; the last good checkpoint is kept"
             self.model.stop_training = True
             return
+        self._steps_done = batch + 1
         if self.stop.signal_name:
             self.model.stop_training = True
-            return
+            if batch + 1 < self.steps:
+                return
         now = time.time()
         if now - self._last_progress >= PROGRESS_INTERVAL_S or batch + 1 == self.steps:
             self._last_progress = now
@@ -188,10 +196,20 @@ class RunMonitor(keras.callbacks.Callback):
                 loss=loss, accuracy=float(logs.get("accuracy", 0.0)),
             )
 
+    def _cut_short(self) -> bool:
+        return bool(self.failure) or self._steps_done < self.steps
+
+    def on_test_batch_end(self, batch, logs=None):
+        if self.model.stop_training and self._cut_short():  # no checkpoint will follow: skip validation
+            self.model.stop_evaluating = True
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        if self.stop.signal_name:  # a signal during validation: keep this epoch, start no other
+            self.model.stop_training = True
         # An epoch cut short by a signal or a NaN is not a completed epoch: no event, no checkpoint.
-        if self.failure or self.stop.signal_name or "val_loss" not in logs:
+        # One whose every step ran is kept even when a signal came in its last batch or validation.
+        if self._cut_short() or "val_loss" not in logs:
             return
         train = self.recipe.train
         self.events.emit(
@@ -256,40 +274,135 @@ def _fit(model, recipe, train_data, test_data, run_dir, events, initial_epoch, b
     return monitor
 
 
+def _lock_run_dir(run_dir: pathlib.Path) -> RunLock:
+    """Take the run directory's lock (held until the run ends), or say who holds it."""
+    lock = RunLock(run_dir, keras.backend.backend())
+    try:
+        lock.acquire()
+    except RunLocked as error:
+        raise RunError(str(error)) from None
+    return lock
+
+
+# Files a launcher may put into a run directory before its trainer starts (the TUI's log).
+_LAUNCHER_FILES = frozenset({LOCK_FILE, OUTPUT_LOG})
+
+
+def _check_new_run_dir(run_dir: pathlib.Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"{run_dir}: is a file, not a run directory")
+    if run_dir.is_dir() and any(p.name not in _LAUNCHER_FILES for p in run_dir.iterdir()):
+        raise RunError(f"{run_dir}: run directory already exists and is not empty; pass --resume {run_dir} to continue it")
+
+
+def _create_run_dir(run_dir: pathlib.Path) -> bool:
+    """mkdir -p `run_dir`; whether this call created it."""
+    existed = run_dir.is_dir()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunError(f"{run_dir}: cannot create the run directory ({error.strerror or error})") from None
+    return not existed
+
+
+def _discard_failed_start(run_dir: pathlib.Path, created: bool) -> None:
+    """A new run that failed before its first checkpoint leaves no run behind, so the corrected command can reuse the path."""
+    for name in (RECIPE_FILE, EVENTS_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+    if created and {p.name for p in run_dir.iterdir()} <= {LOCK_FILE}:
+        (run_dir / LOCK_FILE).unlink(missing_ok=True)
+        run_dir.rmdir()
+
+
 def run(recipe: Recipe, run_dir: pathlib.Path, *, resume: bool = False) -> RunResult:
     """Train `recipe` into `run_dir` (new, or resumed from its last checkpoint)."""
     run_dir = pathlib.Path(run_dir)
-    if not resume and run_dir.exists() and any(run_dir.iterdir()):
-        raise RunError(f"{run_dir}: run directory already exists and is not empty; pass --resume {run_dir} to continue it")
-    run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
+        _check_new_run_dir(run_dir)
+    created = _create_run_dir(run_dir)
+    lock = _lock_run_dir(run_dir)
+    try:
+        if not resume:
+            _check_new_run_dir(run_dir)  # again, now that no other trainer can write it
+        checkpoints.clean_temp(run_dir)  # what killed writers left; no writer is live (we hold the lock)
+        if resume:
+            return _run_locked(recipe, run_dir, resume)
         _write_json(run_dir / RECIPE_FILE, recipe.to_dict())
+        try:
+            return _run_locked(recipe, run_dir, resume)
+        except Exception:
+            if not (run_dir / checkpoints.CHECKPOINT_DIR).exists():
+                _discard_failed_start(run_dir, created)
+            raise
+    finally:
+        lock.release()
+
+
+def _run_locked(recipe: Recipe, run_dir: pathlib.Path, resume: bool) -> RunResult:
     started = time.perf_counter()
     with EventWriter(run_dir) as events, StopRequest() as stop:
         try:
             return _run(recipe, run_dir, resume, events, stop, started)
         except KeyboardInterrupt:
-            events.emit("run_end", status="interrupted", epoch=_epochs_done(run_dir),
-                        seconds=time.perf_counter() - started, best_val_accuracy=None, test=None)
+            _emit_if_possible(events, "run_end", status="interrupted", epoch=_epochs_done(run_dir),
+                              seconds=time.perf_counter() - started, best_val_accuracy=None, test=None)
             return RunResult(run_dir, "interrupted", _epochs_done(run_dir), None)
         except Exception as error:
             kind = "data" if type(error).__name__ == "DataError" else "exception"
-            events.emit("error", message=f"{type(error).__name__}: {error}", kind=kind)
-            events.emit("run_end", status="failed", epoch=_epochs_done(run_dir),
-                        seconds=time.perf_counter() - started, best_val_accuracy=None, test=None)
+            _emit_if_possible(events, "error", message=f"{type(error).__name__}: {error}", kind=kind)
+            _emit_if_possible(events, "run_end", status="failed", epoch=_epochs_done(run_dir),
+                              seconds=time.perf_counter() - started, best_val_accuracy=None, test=None)
             raise
+
+
+def _emit_if_possible(events: EventWriter, event: str, **fields) -> None:
+    """Record a failure; on a full disk that fails too, and the original error is what the user must see."""
+    try:
+        events.emit(event, **fields)
+    except OSError:
+        pass
 
 
 def _epochs_done(run_dir) -> int:
     try:
         path = checkpoints.latest_checkpoint(run_dir)
-    except checkpoints.CheckpointError:
-        return 0
-    return json.loads((path / "state.json").read_text())["epoch"] if path else 0
+        return int(json.loads((path / "state.json").read_text())["epoch"]) if path else 0
+    except (checkpoints.CheckpointError, OSError, ValueError, KeyError, TypeError):
+        return 0  # the error handler must not raise over a torn checkpoint
+
+
+def _refuse_restart_over_saved(run_dir: pathlib.Path) -> None:
+    """A resume without any checkpoint must not start over a run that saved results."""
+    saved = [name for name in (MODEL_FILE, EVAL_FILE) if (run_dir / name).exists()]
+    epochs = [e.get("epoch") for e in _safe_events(run_dir) if e["event"] == "checkpoint"]
+    if saved or epochs:
+        what = f"events.jsonl records checkpoints up to epoch {max(epochs)}" if epochs else "the run has finished"
+        raise RunError(
+            f"{run_dir / checkpoints.CHECKPOINT_DIR}: no checkpoint to resume from, but {what}; refusing to "
+            f"start over from epoch 1 (it would overwrite {', '.join(saved) or 'its events'})"
+        )
+
+
+def _safe_events(run_dir: pathlib.Path) -> list[dict]:
+    try:
+        return [e for e in read_events(run_dir) if isinstance(e.get("epoch", 0), int)]
+    except OSError:
+        return []
+
+
+def _resume_point(run_dir: pathlib.Path) -> pathlib.Path | None:
+    """The checkpoint to resume from (None: from scratch, only when the run saved nothing)."""
+    checkpoint, note = checkpoints.find_checkpoint(run_dir)
+    if checkpoint is None:
+        _refuse_restart_over_saved(run_dir)
+    elif note:
+        print(f"warning: {note}", file=sys.stderr, flush=True)
+    return checkpoint
 
 
 def _run(recipe, run_dir, resume, events, stop, started) -> RunResult:
     tame_if_installed()  # before set_random_seed imports TensorFlow loudly and with the GPUs
+    checkpoint = _resume_point(run_dir) if resume else None  # before the data: a refusal should be quick
     keras.utils.set_random_seed(recipe.train.seed)
     train_data, test_data = load_splits(recipe)
     model = build_model(recipe, train_data.num_classes)
@@ -297,7 +410,6 @@ def _run(recipe, run_dir, resume, events, stop, started) -> RunResult:
     optimizer = compile_model(model, recipe, steps)
     initial_epoch, best = 0, -1.0
     if resume:
-        checkpoint = checkpoints.latest_checkpoint(run_dir)
         if checkpoint is not None:
             state = checkpoints.load_checkpoint(checkpoint, model, optimizer)
             initial_epoch, best = int(state["epoch"]), float(state["best_val_accuracy"])
@@ -318,14 +430,15 @@ def _run(recipe, run_dir, resume, events, stop, started) -> RunResult:
         epochs_done = max(monitor.epochs_done, initial_epoch)
         best = monitor.best_val_accuracy
     seconds = lambda: time.perf_counter() - started  # noqa: E731
+    best = best if best >= 0 else None  # no epoch validated yet (-1.0 is only the comparison's start)
     if monitor and monitor.failure:
         events.emit("error", message=monitor.failure, kind="nan_loss")
         events.emit("run_end", status="failed", epoch=epochs_done, seconds=seconds(), best_val_accuracy=best, test=None)
-        return RunResult(run_dir, "failed", epochs_done, None)
+        return RunResult(run_dir, "failed", epochs_done, None, message=monitor.failure)
     if stop.signal_name or epochs_done < recipe.train.epochs:
         events.emit("run_end", status="interrupted", epoch=epochs_done, seconds=seconds(), best_val_accuracy=best, test=None)
         return RunResult(run_dir, "interrupted", epochs_done, None)
-    model.save(run_dir / MODEL_FILE)
+    checkpoints.save_model(model, run_dir / MODEL_FILE)
     report = evaluate(model, test_data, recipe, MODEL_FILE)
     _write_json(run_dir / EVAL_FILE, report)
     test = {"accuracy": report["accuracy"], "loss": report["loss"]}

@@ -1,0 +1,93 @@
+"""The run-directory lock: one trainer per run directory (docs/run-directory.md).
+
+`RUN_DIR/run.lock` holds one JSON object {"pid", "host", "started", "backend"} and
+is flock()ed (exclusive) by the trainer for the whole run. The kernel drops the
+flock when the process ends, however it ends, so a lock left by a crash or SIGKILL
+is stale and the next trainer takes it over. The file stays after exit (its
+content is history); only the flock counts. No keras import: the TUI reads this.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pathlib
+import socket
+import time
+
+from keras_gdfr.training.events import LOCK_FILE
+
+
+class RunLocked(Exception):
+    """The run directory is held by a live trainer; the message names it."""
+
+
+def read_lock(run_dir) -> dict | None:
+    """The lock file's JSON (the last trainer's pid, host, started, backend), or None."""
+    try:
+        payload = json.loads((pathlib.Path(run_dir) / LOCK_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def is_locked(run_dir) -> bool:
+    """Whether a live process holds the run directory's lock (checked by trying to take it)."""
+    try:
+        fd = os.open(pathlib.Path(run_dir) / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock this probe took
+    return False
+
+
+def describe(holder: dict | None) -> str:
+    if not holder:
+        return "another process"
+    started = holder.get("started")
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if isinstance(started, int | float) else "?"
+    return f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} (started {when}, backend {holder.get('backend', '?')})"
+
+
+class RunLock:
+    """Hold `run_dir`'s lock from __enter__ to __exit__; raises RunLocked when a live trainer holds it."""
+
+    def __init__(self, run_dir, backend: str):
+        self.path = pathlib.Path(run_dir) / LOCK_FILE
+        self.backend = backend
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise RunLocked(
+                f"{self.path.parent}: run directory is in use by {describe(read_lock(self.path.parent))}; "
+                "stop that run first (or wait for it to end)"
+            ) from None
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "backend": self.backend}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        os.fsync(fd)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()

@@ -72,7 +72,8 @@ def _recipe_from_run(run_dir: pathlib.Path):
 @click.option("--limit-test", type=click.IntRange(min=0), help="Use a deterministic class-balanced subset of N test images.")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="The run directory to create (default: runs/<dataset>-<variant>-<time>).")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Continue the run in this directory from its last checkpoint.")
-def train(recipe, variant, sets, epochs, batch_size, data, limit_train, limit_test, run_dir, resume_dir):
+@click.option("--devices", help='Data-parallel replicas: "auto" or N (train.devices; also with --resume). See docs/distributed.md.')
+def train(recipe, variant, sets, epochs, batch_size, data, limit_train, limit_test, run_dir, resume_dir, devices):
     """Train a variant on a recipe's dataset with the paper's schedule.
 
     RECIPE is a .toml file or a recipe name (cifar10, cifar100, svhn, gtsrb,
@@ -95,8 +96,25 @@ def train(recipe, variant, sets, epochs, batch_size, data, limit_train, limit_te
         parsed = _load_recipe(recipe, variant=variant, sets=sets, epochs=epochs, data=data,
                               limit_train=limit_train, limit_test=limit_test)
         run_path = None
+    parsed = _with_devices(parsed, devices)
     _ensure_backend(parsed.train.backend)
     _train(parsed, run_path, run_dir, resume=bool(resume_dir))
+
+
+def _with_devices(recipe, devices: str | None):
+    """`--devices` over train.devices (a resumed run may change it: the global batch stays)."""
+    if devices is None:
+        return recipe
+    import dataclasses
+
+    from keras_gdfr.training.recipe import Recipe, RecipeError
+
+    raw = recipe.to_dict()
+    raw["train"]["devices"] = devices if devices == "auto" else (int(devices) if devices.isdigit() else devices)
+    try:
+        return dataclasses.replace(Recipe.from_dict(raw, origin="--devices"), origin=recipe.origin)
+    except RecipeError as error:
+        _fail(str(error).replace("train.devices", f"--devices {devices}"), 2)
 
 
 def _train(recipe, run_path, run_dir, *, resume: bool):

@@ -224,7 +224,7 @@ def info(recipe, variant, sets, epochs, as_json, layers):
         label_smoothing=train_config.label_smoothing, variant=parsed.model.variant,
         overrides=overrides, params=count.params, macs=count.macs,
         macs_tconv_output_convention=count.macs_tconv_output_convention,
-        **_pipeline_facts(parsed),
+        **_pipeline_facts(parsed), **_device_facts(parsed),
     )
     if as_json:
         click.echo(json.dumps(facts))
@@ -239,8 +239,22 @@ def info(recipe, variant, sets, epochs, as_json, layers):
     click.echo(f"model     {parsed.model.variant}: {count.params:,} parameters, {count.macs / 1e9:.3f} G MACs "
                f"({count.macs_tconv_output_convention / 1e9:.3f} G counting transposed convs per output pixel)")
     click.echo(f"input     {facts['pipeline']} pipeline ({facts['pipeline_reason']})")
+    click.echo(f"devices   {facts['devices']} ({facts['distribution']}), global batch {facts['global_batch']}, "
+               f"per-device batch {facts['per_device_batch']}, sync BatchNorm {facts['sync_batchnorm']}")
     if layers:
         click.echo(count.table())
+
+
+def _device_facts(parsed) -> dict:
+    """The replicas `gdfr train` would use here (nothing is started; docs/distributed.md)."""
+    import keras
+
+    from keras_gdfr.training.distributed import describe
+
+    facts = describe(parsed, keras.backend.backend())
+    return {"devices": facts["devices"], "per_device_batch": facts["per_device_batch"],
+            "global_batch": facts["global_batch"], "distribution": facts["engine"],
+            "sync_batchnorm": parsed.train.sync_batchnorm and facts["devices"] > 1}
 
 
 def _pipeline_facts(parsed) -> dict:

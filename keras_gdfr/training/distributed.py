@@ -34,7 +34,6 @@ import dataclasses
 import os
 import pathlib
 import sys
-import warnings
 
 ENGINES = {"jax": "keras.distribution.DataParallel", "tensorflow": "tf.distribute.MirroredStrategy",
            "torch": "torchrun + torch.distributed"}
@@ -127,8 +126,6 @@ def start(recipe) -> Topology:
     if not topo.writer:
         _silence_writes()
         sys.stdout = open(os.devnull, "w")  # rank 0 shows the progress; errors still reach stderr
-    if topo.backend == "torch":
-        warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_reduce is deprecated")
     _CURRENT = topo
     return topo
 
@@ -351,33 +348,80 @@ def _all_reduce_gradients(optimizer, topo: Topology, stop) -> None:
 
 
 def _synced_batch_norm(layer, inputs):
-    """Training-mode BatchNorm with the moments of the whole global batch (all ranks), differentiable:
-    two all-reduces (sum, then sum of squared deviations) so the variance is as exact as one pass."""
+    """Training-mode BatchNorm with the moments of the whole global batch (all ranks).
+
+    `_SyncMoments` all-reduces [sum, sum of squared deviations, count] in its forward and the two
+    gradient sums in its backward (as `torch.nn.SyncBatchNorm` does), so that each rank's gradient
+    is its share of the gradient of the global-batch loss; the optimizer wrapper averages them.
+    """
+    import keras
     import torch
-    import torch.distributed.nn.functional as dnn
     from keras import ops
 
+    if not isinstance(inputs, torch.Tensor) or inputs.device.type == "meta":
+        # Keras traces shapes on meta tensors: no collective there (it would pair with another layer's).
+        return keras.layers.BatchNormalization.call(layer, inputs, training=True)
     x = inputs.float() if inputs.dtype in (torch.float16, torch.bfloat16) else inputs
     axis = layer.axis % x.ndim
-    dims = [d for d in range(x.ndim) if d != axis]
     shape = [1] * x.ndim
     shape[axis] = x.shape[axis]
-    local = torch.tensor([x.numel() // x.shape[axis]], dtype=x.dtype, device=x.device)
-    packed = dnn.all_reduce(torch.cat([x.sum(dims), local]))
-    count = packed[-1]
-    mean = packed[:-1] / count
-    centered = x - mean.view(shape)
-    var = dnn.all_reduce((centered * centered).sum(dims)) / count
-    y = centered * torch.rsqrt(var + layer.epsilon).view(shape)
-    if layer.scale:
-        y = y * layer.gamma.value.view(shape)
-    if layer.center:
-        y = y + layer.beta.value.view(shape)
+    gamma = layer.gamma.value if layer.scale else torch.ones(x.shape[axis], dtype=x.dtype, device=x.device)
+    beta = layer.beta.value if layer.center else torch.zeros(x.shape[axis], dtype=x.dtype, device=x.device)
+    y, mean, var = _sync_moments_function().apply(x, gamma, beta, axis, layer.epsilon)
     with torch.no_grad():
         m = layer.momentum
-        layer.moving_mean.assign(layer.moving_mean.value * m + mean.detach() * (1.0 - m))
-        layer.moving_variance.assign(layer.moving_variance.value * m + var.detach() * (1.0 - m))
+        layer.moving_mean.assign(layer.moving_mean.value * m + mean * (1.0 - m))
+        layer.moving_variance.assign(layer.moving_variance.value * m + var * (1.0 - m))
     return ops.cast(y, layer.compute_dtype)
+
+
+_SYNC_FUNCTION = None
+
+
+def _sync_moments_function():
+    """The autograd Function (built on first use: torch is imported only on the torch backend)."""
+    global _SYNC_FUNCTION
+    if _SYNC_FUNCTION is not None:
+        return _SYNC_FUNCTION
+    import torch
+    import torch.distributed as dist
+
+    class _SyncMoments(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, gamma, beta, axis, eps):
+            dims = [d for d in range(x.ndim) if d != axis]
+            shape = [1] * x.ndim
+            shape[axis] = x.shape[axis]
+            packed = torch.cat([x.sum(dims), torch.tensor([x.numel() // x.shape[axis]], dtype=x.dtype,
+                                                          device=x.device)])
+            dist.all_reduce(packed)
+            count = packed[-1]
+            mean = packed[:-1] / count
+            centered = x - mean.view(shape)
+            var = (centered * centered).sum(dims)
+            dist.all_reduce(var)
+            var = var / count
+            invstd = torch.rsqrt(var + eps)
+            xhat = centered * invstd.view(shape)
+            ctx.save_for_backward(xhat, gamma, invstd, count)
+            ctx.dims, ctx.shape = dims, shape
+            return xhat * gamma.view(shape) + beta.view(shape), mean, var
+
+        @staticmethod
+        def backward(ctx, dy, _dmean, _dvar):
+            xhat, gamma, invstd, count = ctx.saved_tensors
+            dims, shape = ctx.dims, ctx.shape
+            dbeta = dy.sum(dims)
+            dgamma = (dy * xhat).sum(dims)
+            sums = torch.cat([dbeta, dgamma])  # over this rank; the global sums drive dx
+            dist.all_reduce(sums)
+            total_dbeta, total_dgamma = sums.split(dbeta.numel())
+            dx = (dy - (total_dbeta.view(shape) + xhat * total_dgamma.view(shape)) / count) \
+                * (gamma * invstd).view(shape)
+            return dx, dgamma, dbeta, None, None
+
+    _SYNC_FUNCTION = _SyncMoments
+    return _SYNC_FUNCTION
 
 
 def _silence_writes() -> None:

@@ -182,9 +182,9 @@ def test_torchrun_two_ranks_equal_one_process_with_synchronized_batchnorm(torch_
     assert unsynced > 2 * REL_TOL  # the comparison can fail: per-rank moments change the model
     np.testing.assert_allclose(epoch_losses(root / "two"), epoch_losses(root / "one"), rtol=1e-3)
     start = events(root / "two")[0]
-    assert (start["devices"], start["processes"], start["per_device_batch"], start["global_batch"]) == (2, 2, 8, 16)
+    assert (start["replicas"], start["processes"], start["per_device_batch"], start["global_batch"]) == (2, 2, 8, 16)
     assert start["sync_batchnorm"] is True and "gloo" in start["distribution"]
-    assert events(root / "one")[0]["devices"] == 1
+    assert events(root / "one")[0]["replicas"] == 1
 
 
 @pytest.mark.slow
@@ -266,7 +266,7 @@ def test_sigkill_all_ranks_then_resume_with_same_or_other_device_count(torch_str
     _ok(resumed)
     log = events(run_dir)
     starts = [e for e in log if e["event"] == "run_start"]
-    assert [(s["initial_epoch"], s["devices"]) for s in starts] == [(0, 2), (int(saved[-4:]), resume_nproc)]
+    assert [(s["initial_epoch"], s["replicas"]) for s in starts] == [(0, 2), (int(saved[-4:]), resume_nproc)]
     assert sorted({e["epoch"] for e in log if e["event"] == "epoch_end"}) == [1, 2, 3]
     assert log[-1]["status"] == "completed"
     distance = weight_distance(torch_straight, run_dir)
@@ -288,7 +288,7 @@ def test_jax_two_devices_equal_one_device(tmp_path, cifar10_zip):
     assert distance < REL_TOL
     np.testing.assert_allclose(epoch_losses(tmp_path / "two"), epoch_losses(tmp_path / "one"), rtol=1e-3)
     start = events(tmp_path / "two")[0]
-    assert (start["devices"], start["processes"], start["per_device_batch"]) == (2, 1, 8)
+    assert (start["replicas"], start["processes"], start["per_device_batch"]) == (2, 1, 8)
     assert "DataParallel over 2 cpu devices" in start["distribution"]
 
 
@@ -308,5 +308,5 @@ def test_tensorflow_mirrored_two_logical_devices_equal_one_device(tmp_path, cifa
     print(f"tensorflow: relative weight distance 1 vs 2 devices = {distance:.3g} (sync BN), {unsynced:.3g} (no sync)")
     assert distance < REL_TOL and unsynced > 2 * REL_TOL
     start = events(tmp_path / "two")[0]
-    assert (start["devices"], start["per_device_batch"]) == (2, 8)
+    assert (start["replicas"], start["per_device_batch"]) == (2, 8)
     assert "MirroredStrategy over 2 logical CPU devices" in start["distribution"]

@@ -71,7 +71,7 @@ class Topology:
 
     def summary(self) -> dict:
         """The run_start / gdfr info fields."""
-        return {"devices": self.replicas, "processes": self.processes, "per_device_batch": self.per_device_batch,
+        return {"replicas": self.replicas, "processes": self.processes, "per_device_batch": self.per_device_batch,
                 "global_batch": self.global_batch, "sync_batchnorm": self.sync_batchnorm,
                 "distribution": self.engine}
 

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# The GPU session of issue #5 in ONE device call (~9 minutes): benchmark matrix, then the
-# longest whole CIFAR-10 schedule that fits. Every measurement is one flushed line under $OUT.
+# The GPU session in ONE device call (~9 minutes) around the product: `gdfr bench` (a matrix over
+# precision, data format, memory format, compile, and the native twin), then the real `gdfr train
+# recipes/cifar10.toml` on the packed CIFAR-10 with the longest whole schedule that fits.
+# Every measurement is one flushed line under $OUT. No TensorFlow is needed (none is on the device).
 #
 # Device (run from the repo root; carry bench/wheels and bench/data; the copied tree may have no .git,
 # so pass the version, e.g. GDFR_COMMIT="uncommitted changes on top of $(git rev-parse --short HEAD)"):
 #   GDFR_COMMIT=... bash bench/gpu_run.sh     # timeout_s 600; the script itself stops by GDFR_BUDGET_S (540)
-# CPU check of the very same script at tiny sizes (no wheels installed, venv python):
-#   PYTHON=/work/venv/bin/python OUT=/tmp/gdfr-smoke bash bench/gpu_run.sh --smoke
+# CPU check of the very same script at tiny sizes, in a venv WITHOUT TensorFlow (no wheels installed):
+#   PYTHON=/work/venv-notf/bin/python OUT=/tmp/gdfr-smoke bash bench/gpu_run.sh --smoke
 #
 # Needs: bench/data/cifar10.tfrecord.gz (`gdfr pack /path/cifar10-jpeg.zip bench/data/cifar10.tfrecord.gz
 # --dataset cifar10`), and on the device bench/wheels/ (keras, namex, optree for cp312:
 # `pip download --no-deps --python-version 3.12 --only-binary=:all: -d bench/wheels keras namex optree`).
-# Files written to $OUT (at most 8 come back): log.txt, env.txt, bench.jsonl, train.jsonl.
+# Files written to $OUT (at most 8 come back): log.txt, env.txt, bench.jsonl, train.jsonl (the run's
+# events.jsonl), eval.json.
 set -u
 SMOKE=0
 [ "${1:-}" = "--smoke" ] && SMOKE=1
@@ -63,6 +66,7 @@ if [ "$SMOKE" = 1 ]; then
   bench 300 $G --variant net1 --batch 4 --steps 1 --warmup 1 --threads 1 --precision mixed_bfloat16
   bench 300 bench/torch_resnet34.py --batch 4 --steps 1 --warmup 1 --width 8 --no-compile --amp bf16 --no-channels-last
   bench 300 $G $S --data "$DATA" --data-limit 512
+  bench 300 $G --variant tiny --batch 16 --steps 1 --warmup 1 --threads 1 --against native --rounds 2
 else
   # In priority order (the last ones are skipped first when the budget runs out).
   B="--batch 128 --steps 30 --warmup 5"
@@ -77,23 +81,44 @@ else
   bench 60 bench/torch_resnet34.py --stem 3x3 --batch 128 --steps 30 --no-compile --amp bf16 --channels-last
   GDFR_FUSED_BN=0 bench 100 $G --variant gdfrnet $B $CF --memory-format channels_last
   bench 60 $G --variant gdfrnet --batch 128 --steps 10 --warmup 3 $CF --data "$DATA" --data-limit 0
+  bench 120 $G --variant gdfrnet --batch 128 --steps 10 --warmup 3 --data-format channels_first --against native --rounds 4
   bench 120 $G --variant gdfrnet $B $CF --memory-format channels_last --jit
 fi
 log "bench done"
 
-# 3. Training: the longest whole schedule that fits what is left (minus a margin for the last
-#    evaluation and the copy back). The fastest gdfrnet bench settings are used.
-LEFT=$(( BUDGET - $(elapsed) - 25 ))
+# 3. Training: the product itself, `gdfr train recipes/cifar10.toml` on the packed CIFAR-10 (device
+#    input pipeline, no TensorFlow), with the longest whole schedule that fits what is left (minus
+#    a margin for the final evaluation and the copy back): E epochs from the fastest matching bench
+#    line's measured epoch time, the paper's milestones scaled to E by the recipe.
+LEFT=$(( BUDGET - $(elapsed) - 40 ))
 if [ "$SMOKE" = 1 ]; then
-  log "train (smoke): tiny, at most 4 epochs in 60 s"
-  timeout 600 "$PY" bench/cifar_schedule.py --smoke --data "$DATA" --out "$OUT" --budget-s 60 \
-    --auto-from "$OUT/bench.jsonl" >> "$OUT/log.txt" 2>&1 || log "train FAILED"
-elif [ "$LEFT" -gt 60 ]; then
-  log "train: gdfrnet, budget ${LEFT}s"
-  timeout $(( LEFT + 20 )) "$PY" bench/cifar_schedule.py --data "$DATA" --out "$OUT" --budget-s "$LEFT" \
-    --auto-from "$OUT/bench.jsonl" >> "$OUT/log.txt" 2>&1 || log "train FAILED or timed out"
+  VARIANT=tiny; TRAIN_ARGS="--variant tiny --limit-train 512 --limit-test 256 --batch-size 64"; LEFT=240
+else
+  VARIANT=gdfrnet; TRAIN_ARGS="--set train.precision=mixed_bfloat16"
+fi
+EPOCHS=$("$PY" - "$OUT/bench.jsonl" "$VARIANT" "$LEFT" "$SMOKE" <<'PLAN'
+import json, math, sys
+path, variant, left, smoke = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4] == "1"
+lines = [json.loads(l) for l in open(path) if l.startswith("{")]
+rates = [l for l in lines if l.get("variant") == variant and l.get("train_img_s") and l.get("data_format") == "channels_last"]
+if smoke:
+    print(2)  # the CPU smoke trains 2 epochs of 512 images
+elif not rates:
+    print(1)
+else:
+    best = max(rates, key=lambda l: l["train_img_s"])
+    print(max(1, math.floor(left / (1.15 * best["epoch_s"]))))  # 15 %: per-step monitor, validation
+PLAN
+)
+if [ "$LEFT" -gt 30 ]; then
+  log "train: gdfr train recipes/cifar10.toml $TRAIN_ARGS --epochs $EPOCHS (budget ${LEFT}s)"
+  timeout $(( LEFT + 30 )) "$PY" -m keras_gdfr.cli train recipes/cifar10.toml $TRAIN_ARGS --data "$DATA" \
+    --epochs "$EPOCHS" --run-dir "$OUT/run" >> "$OUT/log.txt" 2>&1 || log "train FAILED or timed out"
+  cp "$OUT/run/events.jsonl" "$OUT/train.jsonl" 2>/dev/null
+  cp "$OUT/run/eval.json" "$OUT/eval.json" 2>/dev/null
+  rm -rf "$OUT/run"  # checkpoints and model.keras: too big to bring back
 else
   log "train skipped: only ${LEFT}s left"
 fi
 log "all done"
-tail -n 3 "$OUT/train.jsonl" 2>/dev/null
+grep -E '"(run_start|epoch_end|run_end)"' "$OUT/train.jsonl" 2>/dev/null | cut -c1-300 | tail -n 4

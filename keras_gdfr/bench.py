@@ -110,6 +110,38 @@ class _Sync:
             keras.ops.convert_to_numpy(self.model.trainable_weights[-1])
 
 
+class _DynamoCount:
+    """torch.compile's own counters (torch._dynamo.utils.counters): frames compiled and graph breaks.
+
+    ``compiled_frames_warmup``: frames dynamo compiled during the warm-up; ``recompiles_after_warmup``:
+    frames compiled after it (0 when the step compiled once); ``graph_breaks``: breaks recorded.
+    """
+
+    def __init__(self, backend: str, jit: bool):
+        self.active = backend == "torch" and jit
+        self.start = self.warm = 0
+        if self.active:
+            self.start = self._frames()
+
+    @staticmethod
+    def _frames() -> int:
+        from torch._dynamo.utils import counters
+
+        return int(counters["frames"]["ok"])
+
+    def mark_warm(self) -> None:
+        if self.active:
+            self.warm = self._frames()
+
+    def result(self) -> dict:
+        if not self.active:
+            return {}
+        from torch._dynamo.utils import counters
+
+        return {"compiled_frames_warmup": self.warm - self.start, "recompiles_after_warmup": self._frames() - self.warm,
+                "graph_breaks": int(sum(counters["graph_break"].values()))}
+
+
 def _peak_memory_mib(backend: str) -> tuple[float, str]:
     if backend == "torch":
         import torch
@@ -264,10 +296,12 @@ def run_bench(variant: str = "gdfrnet", image_size: int = 32, batch: int | None 
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
 
+    compiled = _DynamoCount(backend, jit)
     started = time.perf_counter()
     model.fit(_cycle_dataset(keras, batches, warmup), epochs=1, verbose=0, shuffle=False)
     sync()
     warmup_s = time.perf_counter() - started
+    compiled.mark_warm()
     started = time.perf_counter()
     history = model.fit(_cycle_dataset(keras, batches, steps), epochs=1, verbose=0, shuffle=False)
     sync()
@@ -305,7 +339,7 @@ def run_bench(variant: str = "gdfrnet", image_size: int = 32, batch: int | None 
         "dataset": dataset, "train_size": spec.train_size, "test_size": spec.test_size,
         "epoch_train_s": epoch_train_s, "epoch_s": epoch_s,
         f"schedule_{SCHEDULE_EPOCHS}_s": SCHEDULE_EPOCHS * epoch_s,
-        "final_loss": loss, "finite": bool(np.isfinite(loss)),
+        "final_loss": loss, "finite": bool(np.isfinite(loss)), **compiled.result(),
         "load_avg_start": list(load_start), "load_avg_end": list(os.getloadavg()),
         "commit": _git_commit(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
     }
@@ -348,6 +382,99 @@ def _pipeline_rates(backend, spec, batch, image_size, data, data_limit, data_for
     return out
 
 
+def _native_module():
+    """bench/native_gdfrnet.py of this checkout (the twin is a benchmark tool, not part of the package)."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "bench" / "native_gdfrnet.py"
+    if not path.is_file():
+        raise click.UsageError(f"--against native needs {path} (run from a clone of the repository)")
+    spec = importlib.util.spec_from_file_location("native_gdfrnet", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def against_native(variant: str = "tiny", image_size: int = 32, batch: int = 64, rounds: int = 6, steps: int = 2,
+                   jit: bool = False, threads: int = 0, seed: int = 0, foreach_sgd: bool = False, **overrides) -> dict:
+    """Keras vs the native PyTorch twin, same weights and batches, train steps interleaved in one process.
+
+    Each round runs `steps` Keras train steps (`train_on_batch`: TorchSGD, label-smoothed
+    cross-entropy, as `gdfr train` compiles them) then `steps` native ones (torch.optim.SGD,
+    the same loss); the figure is each side's median step over the rounds, after one
+    warm-up round (compilation included with `jit`). channels_first, float32, torch only.
+    """
+    import keras
+    import numpy as np
+
+    from keras_gdfr.data.tf_runtime import tame_if_installed
+    from keras_gdfr.models import GDFRNet
+    from keras_gdfr.training.optimizer import TorchSGD, compile_for_training
+    from keras_gdfr.training.schedule import PAPER_LR
+
+    if keras.backend.backend() != "torch":
+        raise click.UsageError("--against native compares with PyTorch: run with KERAS_BACKEND=torch")
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    tame_if_installed()
+    native = _native_module()
+    keras.config.set_image_data_format("channels_first")
+    keras.mixed_precision.set_global_policy("float32")
+    keras.utils.set_random_seed(seed)
+    model = GDFRNet(variant, input_shape=(3, image_size, image_size), num_classes=10, data_format="channels_first",
+                    **overrides)
+    optimizer = TorchSGD(PAPER_LR)
+    if foreach_sgd:
+        use_foreach_updates(optimizer)
+    compile_for_training(model, optimizer, jit_compile=jit)
+    twin = native.build(variant, 10, **overrides)
+    native.load_keras_weights(twin, model)
+    device = keras.ops.convert_to_tensor(np.zeros(1, np.float32)).device
+    twin = twin.to(device).train()
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, 3, image_size, image_size), dtype=np.float32)
+    labels = rng.integers(0, 10, batch)
+    kx, ky = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(np.eye(10, dtype=np.float32)[labels])
+    tx, ty = torch.as_tensor(x, device=device), torch.as_tensor(labels, device=device)
+    step = native.train_step_fn(torch.compile(twin) if jit else twin)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def timed(fn):
+        started = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        sync()
+        return (time.perf_counter() - started) / steps
+
+    keras_times, native_times = [], []
+    warm = time.perf_counter()
+    model.train_on_batch(kx, ky)
+    sync()
+    keras_warmup_s = time.perf_counter() - warm
+    warm = time.perf_counter()
+    step(tx, ty)
+    sync()
+    native_warmup_s = time.perf_counter() - warm
+    for _ in range(rounds):
+        keras_times.append(timed(lambda: model.train_on_batch(kx, ky)))
+        native_times.append(timed(lambda: step(tx, ty)))
+    keras_s, native_s = float(np.median(keras_times)), float(np.median(native_times))
+    return {
+        "against": "native", "against_variant": variant, "against_batch": batch, "against_rounds": rounds,
+        "against_steps": steps, "against_jit": jit, "against_foreach_sgd": foreach_sgd,
+        "keras_step_s": keras_s, "native_step_s": native_s,
+        "keras_img_s": batch / keras_s, "native_img_s": batch / native_s,
+        "keras_native_ratio": native_s / keras_s,
+        "keras_warmup_s": keras_warmup_s, "native_warmup_s": native_warmup_s,
+    }
+
+
 def format_table(result: dict) -> str:
     """The result as aligned `name  value` lines."""
     def num(value, digits=1):
@@ -365,7 +492,10 @@ def format_table(result: dict) -> str:
                   + ("" if result.get("fused_batchnorm") or result["backend"] != "torch" else " (Keras BatchNorm)")),
         ("inference", f"{num(result['infer_img_s'])} img/s, {result['infer_step_s'] * 1e3:.1f} ms/step, "
                       f"{num(result['infer_tflops'], 2)} TFLOP/s"),
-        ("warm-up", f"{result['warmup']} steps in {result['warmup_s']:.1f} s"),
+        ("warm-up", f"{result['warmup']} steps in {result['warmup_s']:.1f} s"
+                    + (f" ({result['compiled_frames_warmup']} frames compiled; after warm-up "
+                       f"{result['recompiles_after_warmup']} recompiles; {result['graph_breaks']} graph breaks)"
+                       if "recompiles_after_warmup" in result else "")),
         ("peak memory", f"{num(result['peak_memory_mib'])} MiB ({result['peak_memory_kind']})"),
         (f"epoch ({result['dataset']})", f"{result['epoch_s']:.1f} s ({result['epoch_train_s']:.1f} s train on "
                                          f"{result['train_size']:,d} + eval on {result['test_size']:,d})"),
@@ -376,6 +506,12 @@ def format_table(result: dict) -> str:
     if "pipeline_img_s" in result:
         rows.append(("tf.data pipeline", f"{num(result['pipeline_img_s'])} img/s"
                      + (f" ({result['pipeline_note']})" if result.get("pipeline_note") else "")))
+    if "keras_native_ratio" in result:
+        rows.append(("Keras / native", f"{result['keras_native_ratio']:.2f}x throughput (Keras {num(result['keras_img_s'])}"
+                     f" img/s, native PyTorch {num(result['native_img_s'])} img/s; {result['against_variant']}, batch "
+                     f"{result['against_batch']}, {'compiled' if result['against_jit'] else 'eager'}"
+                     f"{', foreach SGD' if result.get('against_foreach_sgd') else ''}, interleaved, "
+                     f"median of {result['against_rounds']} rounds x {result['against_steps']} steps)"))
     rows.append(("load average", " ".join(f"{v:.2f}" for v in result["load_avg_start"]) + " (start)"))
     rows.append(("commit, date", f"{result['commit']}, {result['date']}"))
     width = max(len(name) for name, _ in rows)
@@ -402,11 +538,15 @@ def format_table(result: dict) -> str:
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="torch CPU threads (0: torch's default).")
 @click.option("--foreach-sgd/--no-foreach-sgd", default=False, show_default=True,
               help="torch: TorchSGD's update as multi-tensor (torch._foreach) ops (see use_foreach_updates).")
+@click.option("--against", type=click.Choice(["native"]),
+              help="Also time the native PyTorch twin (bench/native_gdfrnet.py) interleaved with Keras: the ratio.")
+@click.option("--rounds", type=click.IntRange(min=1), default=6, show_default=True,
+              help="--against: interleaved rounds (each --steps Keras then --steps native train steps).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
               help="Data-parallel replicas (jax, tensorflow); --batch is the global batch. See docs/distributed.md.")
 def bench(variant, image_size, batch, precision, data_format, memory_format, jit, steps, warmup, dataset,
-          data_path, data_limit, threads, foreach_sgd, as_json, devices):
+          data_path, data_limit, threads, foreach_sgd, against, rounds, as_json, devices):
     """Train and inference speed, memory, MACs and TFLOP/s of a variant; 200-epoch estimate.
 
     Uses the backend in KERAS_BACKEND and its default device. Example (CPU, seconds):
@@ -425,6 +565,9 @@ def bench(variant, image_size, batch, precision, data_format, memory_format, jit
     result.update(devices=topology.replicas, per_device_batch=topology.per_device_batch,
                   distribution=topology.engine,
                   train_img_s_per_device=result["train_img_s"] / topology.replicas)
+    if against == "native":
+        result.update(against_native(variant, int(image_size), batch or result["batch"], rounds=rounds,
+                                     steps=steps, jit=jit, threads=threads, foreach_sgd=foreach_sgd))
     if as_json:
         click.echo(json.dumps(result))
     else:

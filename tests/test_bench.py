@@ -101,3 +101,21 @@ def test_foreach_updates_equal_torchsgd(nesterov, schedule):
         results.append([keras.ops.convert_to_numpy(v) for v in variables + optimizer.momentums])
     for mine, theirs in zip(results[1], results[0]):
         np.testing.assert_allclose(mine, theirs, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "tensorflow") != "torch", reason="the twin is PyTorch")
+def test_against_native_prints_the_ratio():
+    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "keras_gdfr.cli", "bench", "--variant", "tiny", "--steps", "1", "--batch", "4",
+         "--warmup", "1", "--threads", "1", "--against", "native", "--rounds", "2", "--json"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["against"] == "native" and result["against_batch"] == 4
+    assert result["keras_native_ratio"] == pytest.approx(result["keras_img_s"] / result["native_img_s"])
+    assert result["keras_img_s"] > 0 and result["native_img_s"] > 0
+    from keras_gdfr.bench import format_table
+
+    assert "Keras / native" in format_table(result)

@@ -41,7 +41,8 @@ once, here, to ``SplitData.images``, uint8 (N, S, S, 3) with S the spec's
 ``image_size`` (other sizes are resized whole, bilinear, antialiased). The
 256-px datasets (Imagenette, Imagewoof) keep the still-encoded files in
 ``SplitData.encoded`` (the full Imagenette would be ~1.9 GB decoded); the input
-pipeline decodes, resizes and crops them in tf.data. Every such file is still
+pipelines decode and resize them (`keras_gdfr.data.augment.prepare_image`: once per
+split for the device pipeline, per epoch in tf.data). Every such file is still
 decoded once here (at reduced scale where JPEG allows), so corrupt files are
 found at load time, by path; files TensorFlow cannot decode (CMYK JPEG, BMP, GIF,
 TIFF, ...) are re-encoded as PNG.
@@ -675,6 +676,38 @@ def resolve_source(dataset: str, data_dir=None, source: str | None = None) -> st
     return spec.source
 
 
+def _is_tfds_data_dir(path: pathlib.Path, spec: DatasetSpec) -> bool:
+    return spec.tfds_name is not None and (path / spec.tfds_name).is_dir()
+
+
+def _holds_a_layout(path: pathlib.Path, spec: DatasetSpec) -> bool:
+    return path.is_dir() and (_has_own_layout(path, spec.source) or _has_split_folders(path))
+
+
+def check_data_dir(dataset: str, data_dir) -> None:
+    """Refuse a data_dir whose source had to be guessed and that holds no data, in one line.
+
+    Without this a mistyped, empty or one-level-too-deep path fell through to a
+    download (tfds, or the official archive into a folder created on the way).
+    """
+    spec = get_spec(dataset)
+    path = pathlib.Path(data_dir)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if not path.is_dir():
+        return
+    layouts = "train/ and test/ (or val/) class folders" + (
+        f", the official {spec.source} files" if spec.source in ("gtsrb", "imagewoof") else "")
+    if not any(_visible(p.name) for p in path.iterdir()):
+        raise DataError(f"{path}: empty folder; pass the folder that holds {layouts}, an archive, or a prepared tfds data_dir")
+    if _holds_a_layout(path, spec) or _is_tfds_data_dir(path, spec):
+        return
+    up = path.parent
+    hint = f"; pass the folder that holds it: {up}" if _holds_a_layout(up, spec) else ""
+    tfds = f", or a prepared tfds {spec.tfds_name} data_dir" if spec.tfds_name else ""
+    raise DataError(f"{path}: found no {spec.name} data here ({layouts}{tfds}){hint}")
+
+
 def get_spec(dataset: str) -> DatasetSpec:
     try:
         return DATASETS[dataset]
@@ -857,6 +890,8 @@ def load_dataset(
         raise DataError(f"on_corrupt must be one of {ON_CORRUPT}, not {on_corrupt!r}")
     if limit is not None and limit < 1:
         raise DataError(f"limit must be a positive number of images, not {limit}")
+    if data_dir is not None and source is None:
+        check_data_dir(dataset, data_dir)
     source = resolve_source(dataset, data_dir, source)
     if crop_roi and source != "gtsrb":
         raise DataError("crop_roi applies to the gtsrb source only")

@@ -16,11 +16,15 @@ When `last.json` is missing or torn, the newest complete `epoch-NNNN/` is used.
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import io
 import json
 import os
 import pathlib
 import re
 import shutil
+import sys
 import tempfile
 import uuid
 
@@ -64,6 +68,30 @@ def _remove(path: pathlib.Path) -> None:
         path.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def _quiet_on_failure():
+    """Hold back what a writer prints to stderr; show it if the write succeeds, drop it if it fails.
+
+    On a full disk h5py prints an "Exception ignored" traceback for every object it
+    cannot close (dozens); the caller reports the failure in one line instead.
+    """
+    held, hook, stderr = io.StringIO(), sys.unraisablehook, sys.stderr
+    sys.stderr = held
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        yield
+    except BaseException as error:
+        while error is not None:  # h5py objects in the traceback's frames: free them now, still quiet
+            error.__traceback__ = None
+            error = error.__context__
+        gc.collect()
+        raise
+    else:
+        stderr.write(held.getvalue())
+    finally:
+        sys.stderr, sys.unraisablehook = stderr, hook
+
+
 def _fsync_file(path: pathlib.Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
@@ -78,7 +106,8 @@ def atomic_write_file(path: pathlib.Path, write, suffix: str = "") -> pathlib.Pa
     path = pathlib.Path(path)
     tmp = _temp_name(path, suffix)
     try:
-        write(tmp)
+        with _quiet_on_failure():
+            write(tmp)
         _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -161,7 +190,8 @@ def save_checkpoint(run_dir, model, optimizer, state: dict) -> pathlib.Path:
     name = f"epoch-{epoch:04d}"
     tmp = pathlib.Path(tempfile.mkdtemp(dir=root, prefix=f"{TEMP_PREFIX}{name}."))
     try:
-        _write_checkpoint_dir(tmp, model, optimizer, state)
+        with _quiet_on_failure():
+            _write_checkpoint_dir(tmp, model, optimizer, state)
         _install_dir(tmp, root / name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -189,14 +219,23 @@ def clean_temp(run_dir) -> list[pathlib.Path]:
     return left
 
 
+def why_incomplete(path: pathlib.Path) -> str | None:
+    """What is wrong with an epoch directory (naming the file), or None when it is complete."""
+    for name in CHECKPOINT_FILES:
+        if not (path / name).is_file():
+            return f"{path / name}: missing"
+    try:
+        epoch = int(json.loads((path / "state.json").read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"{path / 'state.json'}: unreadable ({_short(error)})"
+    if epoch != epoch_of(path):
+        return f"{path / 'state.json'}: says epoch {epoch}, not {epoch_of(path)}"
+    return None
+
+
 def is_complete(path: pathlib.Path) -> bool:
     """Whether an epoch directory holds all its files and a state.json of its own epoch."""
-    if not all((path / name).is_file() for name in CHECKPOINT_FILES):
-        return False
-    try:
-        return int(json.loads((path / "state.json").read_text())["epoch"]) == epoch_of(path)
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+    return why_incomplete(path) is None
 
 
 def complete_checkpoints(run_dir) -> list[pathlib.Path]:
@@ -224,9 +263,10 @@ def find_checkpoint(run_dir) -> tuple[pathlib.Path | None, str | None]:
         except (OSError, ValueError, KeyError, TypeError) as error:
             problem = f"{pointer} is unreadable ({error})"
         else:
-            if is_complete(path):
+            if not path.is_dir():
+                problem = f"{path} (named by {POINTER}) is missing"
+            elif (problem := why_incomplete(path)) is None:
                 return path, None
-            problem = f"{path} (named by {POINTER}) is missing or incomplete"
     found = complete_checkpoints(run_dir)
     if found:
         return found[-1], f"{problem}; resuming from the newest complete checkpoint, {found[-1].name}"
@@ -258,6 +298,8 @@ def load_checkpoint(path: pathlib.Path, model, optimizer) -> dict:
         int(state["epoch"]), float(state["best_val_accuracy"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"{state_file}: unreadable checkpoint state ({_short(error)})") from None
+    if not optimizer.built:  # else Keras warns "Skipping variable loading for optimizer" on every resume
+        optimizer.build(model.trainable_variables)
     try:
         model.load_weights(weights_file)
     except Exception as error:  # h5py OSError on a torn file, ValueError from Keras on a different model

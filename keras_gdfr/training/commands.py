@@ -34,6 +34,11 @@ def _ensure_backend(backend: str) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "keras_gdfr.cli", *sys.argv[1:]], env)
 
 
+def _absolute(path: str | None) -> str | None:
+    """--data as an absolute path: recipe.json keeps it, and a --resume from another folder must find it."""
+    return os.path.abspath(os.path.expanduser(path)) if path else path
+
+
 def _load_recipe(recipe_path, **kwargs):
     from keras_gdfr.training.recipe import RecipeError, load_recipe
 
@@ -93,7 +98,7 @@ def train(recipe, variant, sets, epochs, batch_size, data, limit_train, limit_te
         if not recipe:
             _fail("missing RECIPE (a .toml file or a recipe name); see `gdfr recipes`", 2)
         sets = list(sets) + ([f"train.batch_size={batch_size}"] if batch_size else [])
-        parsed = _load_recipe(recipe, variant=variant, sets=sets, epochs=epochs, data=data,
+        parsed = _load_recipe(recipe, variant=variant, sets=sets, epochs=epochs, data=_absolute(data),
                               limit_train=limit_train, limit_test=limit_test)
         run_path = None
     parsed = _with_devices(parsed, devices)
@@ -120,12 +125,19 @@ def _with_devices(recipe, devices: str | None):
 def _train(recipe, run_path, run_dir, *, resume: bool):
     from keras_gdfr.data.sources import DataError
     from keras_gdfr.training.checkpoints import CheckpointError
-    from keras_gdfr.training.run import RunError, default_run_dir, run
+    from keras_gdfr.training.run import DiskFull, RunError, default_run_dir, run
 
     run_path = run_path or (pathlib.Path(run_dir) if run_dir else default_run_dir(recipe))
     click.echo(f"run directory: {run_path}\n{recipe.summary()}")
     try:
         result = run(recipe, run_path, resume=resume)
+    except DiskFull as error:
+        click.echo(f"error: {error}", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # HDF5 keeps a file it failed to write open and crashes in its exit handler (a segfault);
+        # everything of the run is on disk and fsynced already, so skip the exit handlers.
+        os._exit(1)
     except (RunError, DataError, CheckpointError) as error:
         _fail(str(error))
     except Exception as error:  # the events file already holds the error event
@@ -158,7 +170,7 @@ def eval_command(target, data, recipe_path, out):
         recipe = _load_recipe(recipe_path)
         model_file, out_dir = target, target.parent
     if data:
-        recipe = _with_data(recipe, data)
+        recipe = _with_data(recipe, _absolute(data))
     _ensure_backend(recipe.train.backend)
 
     from keras_gdfr.data.sources import DataError

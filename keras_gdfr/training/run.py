@@ -9,6 +9,7 @@ needs goes into the run directory (docs/run-directory.md).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -23,7 +24,7 @@ import numpy as np
 from keras_gdfr.counting import count_model
 from keras_gdfr.data import device_pipeline, pipeline
 from keras_gdfr.data.augment import Augmentation, prepared_nbytes, steps_per_epoch
-from keras_gdfr.data.sources import SplitData, load_dataset
+from keras_gdfr.data.sources import DataError, SplitData, load_dataset
 from keras_gdfr.data.tf_runtime import TensorFlowMissing, tame_if_installed
 from keras_gdfr.models import GDFRNet
 from keras_gdfr.training import checkpoints, distributed
@@ -40,6 +41,20 @@ PROGRESS_INTERVAL_S = 1.0
 
 class RunError(Exception):
     """A run that cannot start or continue; the message names the offending input."""
+
+
+class DiskFull(RunError):
+    """The disk filled while the run wrote; temp files are gone and the last complete checkpoint is kept."""
+
+
+def _disk_full(error: OSError, run_dir: pathlib.Path) -> DiskFull:
+    done = _epochs_done(run_dir)
+    kept = f"the last complete checkpoint (epoch {done}) is kept" if done else "no checkpoint was saved yet"
+    where = error.filename or run_dir
+    return DiskFull(
+        f"{where}: disk full ({os.strerror(error.errno)}); {kept} and temp files were removed. "
+        f"Free some space, then: gdfr train --resume {run_dir}"
+    )
 
 
 @dataclasses.dataclass
@@ -77,7 +92,21 @@ def load_splits(recipe: Recipe) -> tuple[SplitData, SplitData]:
     )
     train = load_dataset(data.dataset, "train", limit=data.limit_train or None, **common)
     test = load_dataset(data.dataset, "test", limit=data.limit_test or None, **common)
+    check_same_classes(train, test)
     return train, test
+
+
+def check_same_classes(train: SplitData, test: SplitData) -> None:
+    """Labels are class indices in folder order: a renamed or missing test folder shifts them all."""
+    if train.class_names == test.class_names:
+        return
+    only_train = sorted(set(train.class_names) - set(test.class_names))
+    only_test = sorted(set(test.class_names) - set(train.class_names))
+    differ = "; ".join(part for part in (
+        f"only in train: {', '.join(only_train)}" if only_train else "",
+        f"only in test: {', '.join(only_test)}" if only_test else "",
+    ) if part) or "same names in another order"
+    raise DataError(f"the train and test splits have different classes ({differ}); test data: {test.description}")
 
 
 def augmentation(recipe: Recipe) -> Augmentation:
@@ -344,20 +373,28 @@ def run(recipe: Recipe, run_dir: pathlib.Path, *, resume: bool = False) -> RunRe
     created = _create_run_dir(run_dir)
     lock = _lock_run_dir(run_dir)
     try:
-        if not resume:
-            _check_new_run_dir(run_dir)  # again, now that no other trainer can write it
-        checkpoints.clean_temp(run_dir)  # what killed writers left; no writer is live (we hold the lock)
-        if resume:
-            return _run_locked(recipe, run_dir, resume)
-        _write_json(run_dir / RECIPE_FILE, recipe.to_dict())
-        try:
-            return _run_locked(recipe, run_dir, resume)
-        except Exception:
-            if not (run_dir / checkpoints.CHECKPOINT_DIR).exists():
-                _discard_failed_start(run_dir, created)
-            raise
+        return _run_in_locked_dir(recipe, run_dir, resume, created)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(error, run_dir) from None
+        raise
     finally:
         lock.release()
+
+
+def _run_in_locked_dir(recipe: Recipe, run_dir: pathlib.Path, resume: bool, created: bool) -> RunResult:
+    if not resume:
+        _check_new_run_dir(run_dir)  # again, now that no other trainer can write it
+    checkpoints.clean_temp(run_dir)  # what killed writers left; no writer is live (we hold the lock)
+    if resume:
+        return _run_locked(recipe, run_dir, resume)
+    _write_json(run_dir / RECIPE_FILE, recipe.to_dict())
+    try:
+        return _run_locked(recipe, run_dir, resume)
+    except Exception:
+        if not (run_dir / checkpoints.CHECKPOINT_DIR).exists():
+            _discard_failed_start(run_dir, created)
+        raise
 
 
 def _run_locked(recipe: Recipe, run_dir: pathlib.Path, resume: bool) -> RunResult:
@@ -423,8 +460,8 @@ def _resume_point(run_dir: pathlib.Path) -> pathlib.Path | None:
 
 
 def _run(recipe, run_dir, resume, events, stop, started) -> RunResult:
-    tame_if_installed()  # before set_random_seed imports TensorFlow loudly and with the GPUs
     checkpoint = _resume_point(run_dir) if resume else None  # before the data: a refusal should be quick
+    tame_if_installed()  # before set_random_seed imports TensorFlow loudly and with the GPUs
     keras.utils.set_random_seed(recipe.train.seed)
     train_data, test_data = load_splits(recipe)
     model = build_model(recipe, train_data.num_classes)

@@ -178,3 +178,9 @@ def test_an_event_after_a_torn_line_stays_whole(tmp_path):
     assert [e.get("initial_epoch") for e in read_events(tmp_path)] == [None, 1]
     lines = (tmp_path / "events.jsonl").read_text().splitlines()
     assert len(lines) == 3 and json.loads(lines[2])["initial_epoch"] == 1
+
+
+def test_best_weights_without_a_checkpoint_start_over(tmp_path):
+    """Killed between epoch 1's best weights and its checkpoint (found by tests/faults/kill_resume.py)."""
+    checkpoints.save_best(tmp_path, small_model())
+    assert checkpoints.find_checkpoint(tmp_path) == (None, None)

@@ -71,6 +71,7 @@ def test_missing_pointer_torn_event_and_temp_files_resume_from_the_newest_epoch(
     assert result.returncode == 0, result.stderr[-3000:]
     assert (f"warning: {checkpoints / 'last.json'} is missing; resuming from the newest complete checkpoint, "
             "epoch-0002") in result.stderr
+    assert "Skipping variable loading" not in result.stderr  # Keras's alarming optimizer warning, on every resume
     lines = (run_dir / "events.jsonl").read_text().splitlines()
     torn = [i for i, line in enumerate(lines) if line == '{"event": "progress", "epo']
     assert torn == [lines_before - 1]  # it stays a line of its own; every later event is whole
@@ -139,3 +140,39 @@ def test_different_train_and_test_classes_fail_and_the_fixed_command_reuses_the_
     again = gdfr(*command)
     assert again.returncode == 0, again.stderr[-3000:]
     assert events(run_dir)[-1]["status"] == "completed"
+
+
+def test_smaller_failures_are_one_line_each(tmp_path):
+    data = fx.imagefolder(tmp_path / "data", per_class=(2, 1), splits=("train", "test"))
+    for image in (data / "train").rglob("*.png"):
+        image.write_bytes(fx.truncated_png())
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the run directory's parent should be")
+
+    unreadable = gdfr("train", "recipes/cifar10.toml", *TINY, "--data", data, "--epochs", 1, "--run-dir", tmp_path / "r1")
+    assert unreadable.returncode == 1
+    assert error_line(unreadable).startswith("error: no readable images: cifar10 train: 0 of 20 images")
+    warning = [line for line in unreadable.stderr.splitlines() if "unreadable image(s)" in line]
+    assert len(warning) == 1 and warning[0].startswith("warning: ") and "skipped 20 unreadable image(s)" in warning[0]
+    assert "warnings.warn(" not in unreadable.stderr  # Python's source line under the warning
+
+    no_dir = gdfr("train", "recipes/cifar10.toml", *TINY, "--data", data, "--run-dir", blocked / "run")
+    assert no_dir.returncode == 1
+    assert error_line(no_dir) == f"error: {blocked / 'run'}: cannot create the run directory (Not a directory)"
+
+    empty_report = gdfr("report", tmp_path / "data", "--out", tmp_path / "report")
+    assert empty_report.returncode == 1
+    assert error_line(empty_report) == f"error: no run directory (recipe.json + events.jsonl) in {tmp_path / 'data'}"
+
+
+def test_eval_on_data_with_other_classes_is_refused(base_run, tmp_path):
+    run_dir = copy_run(base_run, tmp_path)
+    data = fx.imagefolder(tmp_path / "data", per_class=(1, 1), splits=("train", "test"))
+    for split in ("train", "test"):
+        (data / split / "cat").rename(data / split / "kat")
+    before = snapshot(run_dir)
+    result = gdfr("eval", run_dir, "--data", data)
+    assert result.returncode == 1
+    line = error_line(result)
+    assert "differ from those the run trained on" in line and "kat" in line
+    assert_kept(run_dir, before)  # eval.json not overwritten with shifted labels

@@ -166,7 +166,12 @@ def test_nan_loss_stops_with_an_error_event(cifar10_zip, tmp_path):
     errors = [e for e in log if e["event"] == "error"]
     assert errors and errors[0]["kind"] == "nan_loss"
     assert "loss became" in errors[0]["message"] and "last good checkpoint is kept" in errors[0]["message"]
+    # The terminal says why too (it said only "failed: 0 epoch(s)").
+    assert result.stderr.strip().splitlines()[-1] == f"error: {errors[0]['message']} (run directory: {run_dir})"
     assert log[-1]["event"] == "run_end" and log[-1]["status"] == "failed"
+    validated = [e["val_accuracy"] for e in log if e["event"] == "epoch_end"]
+    # The best of the validated epochs; null when none was (it was -1.0, outside [0, 1]).
+    assert log[-1]["best_val_accuracy"] == (max(validated) if validated else None)
     assert not (run_dir / "model.keras").exists()
 
 

@@ -693,7 +693,7 @@ def check_data_dir(dataset: str, data_dir) -> None:
     spec = get_spec(dataset)
     path = pathlib.Path(data_dir)
     if not path.exists():
-        raise DataError(f"{path}: no such file or folder")
+        raise DataError(f"{path}: no such file or folder (the data path does not exist)")
     if not path.is_dir():
         return
     layouts = "train/ and test/ (or val/) class folders" + (

@@ -26,7 +26,14 @@ def report(run_dirs: tuple[str, ...], out_dir: str, count: bool) -> None:
     confusion matrix and ROC curves (from eval.json) as PNGs in OUT/figures/.
     """
     from keras_gdfr.report.report import write_report
+    from keras_gdfr.report.runs import find_runs
 
+    runs, skipped = find_runs(run_dirs)
+    if not runs:  # an empty report with exit 0 looked like success
+        for message in skipped:
+            click.echo(f"skipped: {message}", err=True)
+        click.echo(f"error: no run directory (recipe.json + events.jsonl) in {', '.join(run_dirs)}", err=True)
+        sys.exit(1)
     path, skipped = write_report(run_dirs, out_dir, count=count)
     for message in skipped:
         click.echo(f"skipped: {message}", err=True)

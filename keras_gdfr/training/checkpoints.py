@@ -270,7 +270,9 @@ def find_checkpoint(run_dir) -> tuple[pathlib.Path | None, str | None]:
     found = complete_checkpoints(run_dir)
     if found:
         return found[-1], f"{problem}; resuming from the newest complete checkpoint, {found[-1].name}"
-    if pointer.exists() or any(root.glob("epoch-*")) or (root / BEST).exists():
+    # Best weights alone do not count: a kill between save_best and the epoch's checkpoint leaves
+    # them, and redoing that epoch (deterministic) writes them again.
+    if pointer.exists() or any(root.glob("epoch-*")):
         raise CheckpointError(
             f"{problem} and {root} holds no complete epoch-NNNN checkpoint; refusing to start the run "
             "over from epoch 1 (it would overwrite what is saved)"

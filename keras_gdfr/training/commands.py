@@ -122,13 +122,51 @@ def _with_devices(recipe, devices: str | None):
         _fail(str(error).replace("train.devices", f"--devices {devices}"), 2)
 
 
+def _warnings_in_one_line() -> None:
+    """A DataWarning (skipped images) as one "warning: ..." line, without Python's source line under it."""
+    import warnings
+
+    from keras_gdfr.data.sources import DataWarning
+
+    show = warnings.showwarning
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DataWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = one_line
+
+
+def schedule_line(train) -> str:
+    """The learning rate of every epoch, in words: "lr 0.1 for epochs 1-60, 0.02 for 61-120, ..."."""
+    from keras_gdfr.training.schedule import lr_at_epoch
+
+    stages: list[list] = []  # [rate, first epoch, last epoch]
+    for epoch in range(1, train.epochs + 1):
+        rate = lr_at_epoch(epoch, lr=train.lr, milestones=train.milestones, gamma=train.lr_gamma)
+        if stages and stages[-1][0] == rate:
+            stages[-1][2] = epoch
+        else:
+            stages.append([rate, epoch, epoch])
+    parts = []
+    for rate, first, last in stages:
+        span = str(first) if first == last else f"{first}-{last}"
+        if not parts:
+            span = ("epoch " if first == last else "epochs ") + span
+        parts.append(f"{rate:.3g} for {span}")
+    return f"schedule: lr {', '.join(parts)} (SGD momentum {train.momentum:g}, batch {train.batch_size})"
+
+
 def _train(recipe, run_path, run_dir, *, resume: bool):
     from keras_gdfr.data.sources import DataError
     from keras_gdfr.training.checkpoints import CheckpointError
     from keras_gdfr.training.run import DiskFull, RunError, default_run_dir, run
 
     run_path = run_path or (pathlib.Path(run_dir) if run_dir else default_run_dir(recipe))
-    click.echo(f"run directory: {run_path}\n{recipe.summary()}")
+    click.echo(f"run directory: {run_path}\n{recipe.summary()}\n{schedule_line(recipe.train)}")
+    _warnings_in_one_line()
     try:
         result = run(recipe, run_path, resume=resume)
     except DiskFull as error:
@@ -187,6 +225,7 @@ def eval_command(target, data, recipe_path, out):
         _, test_data = load_splits(recipe)
     except DataError as error:
         _fail(str(error))
+    _check_eval_classes(target, model, test_data)
     report = evaluate(model, test_data, recipe, str(model_file))
     out_path = pathlib.Path(out) if out else out_dir / "eval.json"
     from keras_gdfr.training.checkpoints import atomic_write_text
@@ -194,6 +233,21 @@ def eval_command(target, data, recipe_path, out):
     atomic_write_text(out_path, json.dumps(report, indent=2))
     click.echo(f"accuracy {report['accuracy']:.4f}, loss {report['loss']:.4f}, macro AUC {report['macro_auc']:.4f} "
                f"on {report['num_examples']} images -> {out_path}")
+
+
+def _check_eval_classes(target: pathlib.Path, model, test_data) -> None:
+    """The test classes must be those the model was trained on, else every label is shifted."""
+    from keras_gdfr.training.events import read_events
+
+    outputs = model.output_shape[-1]
+    if outputs != test_data.num_classes:
+        _fail(f"{test_data.description}: {test_data.num_classes} classes, but the model has {outputs} outputs")
+    trained = []
+    if (target / "events.jsonl").is_file():
+        trained = [e.get("class_names") for e in read_events(target) if e["event"] == "run_start"][-1:]
+    if trained and trained[0] and list(trained[0]) != test_data.class_names:
+        _fail(f"{test_data.description}: classes {', '.join(test_data.class_names)} differ from those the run "
+              f"trained on ({', '.join(trained[0])})")
 
 
 def _with_data(recipe, data):

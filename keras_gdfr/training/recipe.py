@@ -558,7 +558,11 @@ def parse_set(text: str, *, origin: str = "--set") -> tuple[str, Any]:
     undotted = re.match(r"^\s*([A-Za-z0-9_-]+)\s*=", text) if isinstance(text, str) else None
     if undotted and not match:
         name = undotted.group(1)
-        hint = _section_hint(name) or "; keys are section.key, e.g. train.epochs"
+        if name in _SECTIONS:  # a section, not a key: suggesting the same name back would not help
+            first = _section_keys(name)[0]
+            hint = f"; [{name}] is a section: set one of its keys, e.g. {name}.{first}=..."
+        else:
+            hint = _section_hint(name) or "; keys are section.key, e.g. train.epochs"
         raise RecipeError(f"{origin}: --set {text!r}: {name!r} is not a dotted key{hint}")
     if match and not match.group(2).strip():
         raise RecipeError(f"{origin}: --set {text!r}: missing value after '='")
@@ -599,7 +603,9 @@ def _put(raw: dict, key: str, value: Any, origin: str, label: str) -> None:
 def _read_toml(path: pathlib.Path, shown: str) -> dict:
     try:
         with open(path, "rb") as handle:
-            return tomllib.load(handle)
+            data = handle.read()
+        # A UTF-8 byte-order mark (Windows editors write one) is not TOML, but harmless: drop it.
+        return tomllib.loads(data.removeprefix(b"\xef\xbb\xbf").decode("utf-8"))
     except tomllib.TOMLDecodeError as error:
         message = " ".join(str(error).split())
         raise RecipeError(f"{shown}: TOML syntax error: {message}") from None
@@ -720,8 +726,12 @@ def find_recipe(name_or_path: str | pathlib.Path) -> pathlib.Path:
     path = pathlib.Path(text)
     if path.is_file():
         return path
-    if path.suffix == ".toml" or "/" in text or "\\" in text:
-        siblings = [p.name for p in path.parent.glob("*.toml")] if path.parent.is_dir() else []
+    looks_like_path = path.suffix == ".toml" or "/" in text or "\\" in text
+    if path.exists() and (looks_like_path or text not in _known_recipes()):
+        what = "is a folder, not a .toml file" if path.is_dir() else "not a regular file"
+        raise RecipeError(f"{text}: cannot read recipe: {what}")
+    if looks_like_path:
+        siblings = [p.name for p in path.parent.glob("*.toml") if p.name != path.name] if path.parent.is_dir() else []
         hint = _did_you_mean(path.name, siblings, f"{path.parent}/")
         raise RecipeError(f"{text}: cannot read recipe: no such file{hint}")
     known = _known_recipes()

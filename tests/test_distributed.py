@@ -311,3 +311,14 @@ def test_tensorflow_mirrored_two_logical_devices_equal_one_device(tmp_path, cifa
     start = events(tmp_path / "two")[0]
     assert (start["replicas"], start["per_device_batch"]) == (2, 8)
     assert "MirroredStrategy over 2 logical CPU devices" in start["distribution"]
+
+
+def test_info_shows_the_devices_and_bench_refuses_torch_replicas():
+    info = gdfr("info", "cifar10", "--variant", "tiny", "--set", "train.batch_size=32", "--json")
+    assert info.returncode == 0, info.stderr[-2000:]
+    facts = json.loads(info.stdout)
+    assert (facts["devices"], facts["per_device_batch"], facts["global_batch"]) == (1, 32, 32)
+    assert facts["distribution"] == "single device" and facts["sync_batchnorm"] is False
+    bench = gdfr("bench", "--variant", "tiny", "--devices", "2")
+    assert bench.returncode == 2
+    assert "torch runs one process per device: time `gdfr train` under torchrun" in bench.stderr

@@ -543,8 +543,10 @@ def format_table(result: dict) -> str:
 @click.option("--rounds", type=click.IntRange(min=1), default=6, show_default=True,
               help="--against: interleaved rounds (each --steps Keras then --steps native train steps).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@click.option("--devices", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel replicas (jax, tensorflow); --batch is the global batch. See docs/distributed.md.")
 def bench(variant, image_size, batch, precision, data_format, memory_format, jit, steps, warmup, dataset,
-          data_path, data_limit, threads, foreach_sgd, against, rounds, as_json):
+          data_path, data_limit, threads, foreach_sgd, against, rounds, as_json, devices):
     """Train and inference speed, memory, MACs and TFLOP/s of a variant; 200-epoch estimate.
 
     Uses the backend in KERAS_BACKEND and its default device. Example (CPU, seconds):
@@ -554,10 +556,15 @@ def bench(variant, image_size, batch, precision, data_format, memory_format, jit
 
     if variant not in VARIANTS:
         raise click.BadParameter(f"unknown variant {variant!r}; see `gdfr recipes`", param_hint="--variant")
+    topology = _bench_devices(devices, batch or (128 if image_size == "32" else 64))
+    jit = jit or topology.backend == "jax" and topology.replicas > 1  # jax DataParallel needs the jitted step
     result = run_bench(variant=variant, image_size=int(image_size), batch=batch, precision=precision,
                        data_format=data_format, memory_format=memory_format, jit=jit, steps=steps, warmup=warmup,
                        dataset=dataset, data=data_path, data_limit=data_limit, threads=threads,
                        foreach_sgd=foreach_sgd)
+    result.update(devices=topology.replicas, per_device_batch=topology.per_device_batch,
+                  distribution=topology.engine,
+                  train_img_s_per_device=result["train_img_s"] / topology.replicas)
     if against == "native":
         result.update(against_native(variant, int(image_size), batch or result["batch"], rounds=rounds,
                                      steps=steps, jit=jit, threads=threads, foreach_sgd=foreach_sgd))
@@ -565,6 +572,24 @@ def bench(variant, image_size, batch, precision, data_format, memory_format, jit
         click.echo(json.dumps(result))
     else:
         click.echo(format_table(result))
+        click.echo(f"{'devices':<20}{topology.replicas} ({topology.engine}), per-device batch "
+                   f"{topology.per_device_batch}, {result['train_img_s_per_device']:,.1f} train img/s per device")
+
+
+def _bench_devices(devices: int, batch: int):
+    """Set up `devices` replicas as `gdfr train` does (keras_gdfr.training.distributed)."""
+    import types
+
+    from keras_gdfr.training import distributed
+
+    if devices > 1 and os.environ.get("KERAS_BACKEND", "tensorflow") == "torch":
+        raise click.BadParameter("torch runs one process per device: time `gdfr train` under torchrun "
+                                 "(docs/distributed.md)", param_hint="--devices")
+    recipe = types.SimpleNamespace(train=types.SimpleNamespace(devices=devices, batch_size=batch, sync_batchnorm=True))
+    try:
+        return distributed.start(recipe)
+    except distributed.DistributedError as error:
+        raise click.BadParameter(str(error), param_hint="--devices") from None
 
 
 @click.command("pack")

@@ -39,6 +39,9 @@ import keras
 from keras import ops
 
 FUSED_TORCH = os.environ.get("GDFR_FUSED_BN", "1") != "0"
+# (layer, inputs) -> outputs for training-mode calls, set by keras_gdfr.training.distributed
+# under torchrun with sync_batchnorm (moments all-reduced over the ranks); None: local moments.
+TRAINING_HOOK = None
 
 
 @keras.saving.register_keras_serializable(package="keras_gdfr")
@@ -46,6 +49,8 @@ class BatchNorm(keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization` with a fused PyTorch kernel on the torch backend."""
 
     def call(self, inputs, training=None, mask=None):
+        if TRAINING_HOOK is not None and training and self.trainable and mask is None:
+            return TRAINING_HOOK(self, inputs)
         if not self._fused_applies(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
         import torch

@@ -77,7 +77,8 @@ def _recipe_from_run(run_dir: pathlib.Path):
 @click.option("--limit-test", type=click.IntRange(min=0), help="Use a deterministic class-balanced subset of N test images.")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="The run directory to create (default: runs/<dataset>-<variant>-<time>).")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Continue the run in this directory from its last checkpoint.")
-def train(recipe, variant, sets, epochs, batch_size, data, limit_train, limit_test, run_dir, resume_dir):
+@click.option("--devices", help='Data-parallel replicas: "auto" or N (train.devices; also with --resume). See docs/distributed.md.')
+def train(recipe, variant, sets, epochs, batch_size, data, limit_train, limit_test, run_dir, resume_dir, devices):
     """Train a variant on a recipe's dataset with the paper's schedule.
 
     RECIPE is a .toml file or a recipe name (cifar10, cifar100, svhn, gtsrb,
@@ -100,8 +101,25 @@ def train(recipe, variant, sets, epochs, batch_size, data, limit_train, limit_te
         parsed = _load_recipe(recipe, variant=variant, sets=sets, epochs=epochs, data=_absolute(data),
                               limit_train=limit_train, limit_test=limit_test)
         run_path = None
+    parsed = _with_devices(parsed, devices)
     _ensure_backend(parsed.train.backend)
     _train(parsed, run_path, run_dir, resume=bool(resume_dir))
+
+
+def _with_devices(recipe, devices: str | None):
+    """`--devices` over train.devices (a resumed run may change it: the global batch stays)."""
+    if devices is None:
+        return recipe
+    import dataclasses
+
+    from keras_gdfr.training.recipe import Recipe, RecipeError
+
+    raw = recipe.to_dict()
+    raw["train"]["devices"] = devices if devices == "auto" else (int(devices) if devices.isdigit() else devices)
+    try:
+        return dataclasses.replace(Recipe.from_dict(raw, origin="--devices"), origin=recipe.origin)
+    except RecipeError as error:
+        _fail(str(error).replace("train.devices", f"--devices {devices}"), 2)
 
 
 def _warnings_in_one_line() -> None:
@@ -273,7 +291,7 @@ def info(recipe, variant, sets, epochs, as_json, layers):
         label_smoothing=train_config.label_smoothing, variant=parsed.model.variant,
         overrides=overrides, params=count.params, macs=count.macs,
         macs_tconv_output_convention=count.macs_tconv_output_convention,
-        **_pipeline_facts(parsed),
+        **_pipeline_facts(parsed), **_device_facts(parsed),
     )
     if as_json:
         click.echo(json.dumps(facts))
@@ -288,8 +306,22 @@ def info(recipe, variant, sets, epochs, as_json, layers):
     click.echo(f"model     {parsed.model.variant}: {count.params:,} parameters, {count.macs / 1e9:.3f} G MACs "
                f"({count.macs_tconv_output_convention / 1e9:.3f} G counting transposed convs per output pixel)")
     click.echo(f"input     {facts['pipeline']} pipeline ({facts['pipeline_reason']})")
+    click.echo(f"devices   {facts['devices']} ({facts['distribution']}), global batch {facts['global_batch']}, "
+               f"per-device batch {facts['per_device_batch']}, sync BatchNorm {facts['sync_batchnorm']}")
     if layers:
         click.echo(count.table())
+
+
+def _device_facts(parsed) -> dict:
+    """The replicas `gdfr train` would use here (nothing is started; docs/distributed.md)."""
+    import keras
+
+    from keras_gdfr.training.distributed import describe
+
+    facts = describe(parsed, keras.backend.backend())
+    return {"devices": facts["devices"], "per_device_batch": facts["per_device_batch"],
+            "global_batch": facts["global_batch"], "distribution": facts["engine"],
+            "sync_batchnorm": parsed.train.sync_batchnorm and facts["devices"] > 1}
 
 
 def _pipeline_facts(parsed) -> dict:

@@ -8,7 +8,8 @@ keys take the paper's values from `keras_gdfr.data.specs.DATASETS` and
     [augment] flip, pad, resize, normalize (`keras_gdfr.data.augment` says what each does)
     [model]   variant, and [model.overrides]: any knob of `variants.DEFAULTS`
     [train]   epochs, batch_size, lr, momentum, weight_decay, decay_exclude,
-              label_smoothing, milestones, lr_gamma, seed, precision, jit_compile, backend
+              label_smoothing, milestones, lr_gamma, seed, precision, jit_compile, backend,
+              devices, sync_batchnorm
     [run]     dir, name
 
 The dataclasses below are the schema: each field's metadata holds its check and
@@ -184,6 +185,13 @@ def _list_of(item: Check, *, length: int | None = None, unique: bool = False) ->
     return check
 
 
+def _devices(value):
+    """"auto" (every local device; torch: torchrun's processes) or a replica count >= 1."""
+    if value == "auto" or (_is_int(value) and value >= 1):
+        return value
+    raise _Invalid(f"expected \"auto\" or an integer >= 1, got {_shown(value)}")
+
+
 def _class_name(value):
     if not isinstance(value, str) or not value.strip():
         raise _Invalid(f"expected a non-empty string, got {_shown(value)}")
@@ -315,6 +323,8 @@ class TrainConfig:
     precision: str = _key(_choice(PRECISIONS), "float32", text=True)
     jit_compile: bool = _key(_boolean, False)
     backend: str = _key(_choice(BACKENDS), "", text=True)  # "" = KERAS_BACKEND
+    devices: Any = _key(_devices, "auto")  # "auto" | N replicas (docs/distributed.md)
+    sync_batchnorm: bool = _key(_boolean, True)  # batch moments over all replicas
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,7 +28,7 @@ from keras_gdfr.data.sources import DataError, SplitData, load_dataset
 from keras_gdfr.data.tf_runtime import TensorFlowMissing, tame_if_installed
 from keras_gdfr.models import GDFRNet
 from keras_gdfr.saving import save_run_model
-from keras_gdfr.training import checkpoints
+from keras_gdfr.training import checkpoints, distributed
 from keras_gdfr.training.events import (
     EVAL_FILE, EVENTS_FILE, LOCK_FILE, MODEL_FILE, OUTPUT_LOG, RECIPE_FILE, EventWriter, read_events,
 )
@@ -130,6 +130,8 @@ def input_data(recipe: Recipe, choice: str, data: SplitData, *, train: bool, ini
                one_hot: bool = True):
     """One split as `model.fit`/`predict` input from the chosen pipeline (train: shuffled, augmented)."""
     aug, t = augmentation(recipe), recipe.train
+    if train and distributed.replicas() > 1:
+        return _distributed_train_data(recipe, choice, data, initial_epoch, one_hot)
     try:
         if choice == "device" and train:
             return device_pipeline.DeviceTrainData(data, aug, batch_size=t.batch_size, seed=t.seed,
@@ -143,6 +145,24 @@ def input_data(recipe: Recipe, choice: str, data: SplitData, *, train: bool, ini
         return pipeline.eval_dataset(data, recipe.spec, t.batch_size, one_hot=one_hot, augmentation=aug)
     except TensorFlowMissing as err:
         raise RunError(f"{err}; or set data.pipeline = \"device\" (--set data.pipeline=device)") from err
+
+
+def _distributed_train_data(recipe: Recipe, choice: str, data: SplitData, initial_epoch: int, one_hot: bool):
+    """Training batches over several replicas: the device pipeline, sharded (training/distributed.py)."""
+    if choice != "device":
+        raise RunError(f"data.pipeline: {choice!r} is single-device; with train.devices > 1 set "
+                       "data.pipeline = \"device\" (--set data.pipeline=device)")
+    t = recipe.train
+    return distributed.train_data(data, augmentation(recipe), batch_size=t.batch_size, seed=t.seed,
+                                  start_epoch=initial_epoch, epochs=t.epochs, one_hot=one_hot)
+
+
+def start_devices(recipe: Recipe) -> distributed.Topology:
+    """The recipe's devices and processes for this process (one device unless train.devices says more)."""
+    try:
+        return distributed.start(recipe)
+    except distributed.DistributedError as error:
+        raise RunError(str(error)) from None
 
 
 def build_model(recipe: Recipe, num_classes: int) -> keras.Model:
@@ -313,13 +333,15 @@ def _write_json(path: pathlib.Path, payload: dict) -> None:
 
 def _fit(model, recipe, train_data, test_data, run_dir, events, initial_epoch, best, stop, choice):
     train = recipe.train
-    steps = steps_per_epoch(len(train_data), train.batch_size)
+    steps = distributed.steps_per_epoch(len(train_data), train.batch_size)
     train_ds = input_data(recipe, choice, train_data, train=True, initial_epoch=initial_epoch)
     test_ds = input_data(recipe, choice, test_data, train=False)
     monitor = RunMonitor(run_dir, events, recipe, steps, stop, best)
     # The monitor first: it decides which epochs count, the TensorBoard writer follows it.
     kept = lambda epoch: monitor.epochs_done == epoch  # noqa: E731
-    callbacks = [monitor, tensorboard_callback(run_dir, recipe, steps, kept)]
+    callbacks = [monitor]
+    if distributed.current().writer:  # ranks > 0 write nothing into the run directory
+        callbacks.append(tensorboard_callback(run_dir, recipe, steps, kept))
     model.fit(
         train_ds, epochs=train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
         validation_data=test_ds, callbacks=[c for c in callbacks if c is not None], shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
@@ -370,6 +392,8 @@ def _discard_failed_start(run_dir: pathlib.Path, created: bool) -> None:
 def run(recipe: Recipe, run_dir: pathlib.Path, *, resume: bool = False) -> RunResult:
     """Train `recipe` into `run_dir` (new, or resumed from its last checkpoint)."""
     run_dir = pathlib.Path(run_dir)
+    if not start_devices(recipe).writer:  # torchrun rank > 0: same loop, rank 0 alone writes
+        return distributed.run_worker(recipe, run_dir, resume, _run, StopRequest)
     if not resume:
         _check_new_run_dir(run_dir)
     created = _create_run_dir(run_dir)
@@ -478,12 +502,13 @@ def _run(recipe, run_dir, resume, events, stop, started) -> RunResult:
     keras.utils.set_random_seed(recipe.train.seed)
     train_data, test_data = load_splits(recipe)
     model = build_model(recipe, train_data.num_classes)
-    steps = steps_per_epoch(len(train_data), recipe.train.batch_size)
+    steps = distributed.steps_per_epoch(len(train_data), recipe.train.batch_size)
     optimizer = compile_model(model, recipe, steps)
     initial_epoch, best = 0, -1.0
     if checkpoint is not None:
         state = checkpoints.load_checkpoint(checkpoint, model, optimizer)
         initial_epoch, best = int(state["epoch"]), float(state["best_val_accuracy"])
+    distributed.prepare(model, stop)  # torch: equal start, gradients all-reduced; tf: synchronized BatchNorm
     count = count_model(model)
     choice, reason = choose_input_pipeline(recipe, len(train_data) + len(test_data))
     events.emit(
@@ -492,8 +517,7 @@ def _run(recipe, run_dir, resume, events, stop, started) -> RunResult:
         epochs=recipe.train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
         batch_size=recipe.train.batch_size, train_size=len(train_data), test_size=len(test_data),
         class_names=train_data.class_names, data=train_data.description, pid=os.getpid(),
-        pipeline=choice, pipeline_reason=reason,
-        devices=_devices(),
+        pipeline=choice, pipeline_reason=reason, devices=_devices(), **distributed.current().summary(),
     )
     monitor = None
     epochs_done = initial_epoch

@@ -340,7 +340,8 @@ def _fit(model, recipe, train_data, test_data, run_dir, events, initial_epoch, b
     # The monitor first: it decides which epochs count, the TensorBoard writer follows it.
     kept = lambda epoch: monitor.epochs_done == epoch  # noqa: E731
     callbacks = [monitor]
-    if distributed.current().writer:  # ranks > 0 write nothing into the run directory
+    topology = distributed.current()
+    if topology is None or topology.writer:  # ranks > 0 write nothing into the run directory
         callbacks.append(tensorboard_callback(run_dir, recipe, steps, kept))
     model.fit(
         train_ds, epochs=train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,

@@ -101,10 +101,9 @@ def test_a_signal_in_the_last_batch_or_validation_keeps_the_finished_epoch(tmp_p
 
 def test_the_evaluation_loss_is_the_validation_loss_even_for_extreme_logits():
     """At 256 px early in training some p < 1e-12; eval.json's loss clipped there (9.05 against fit's 9.76)."""
-    from keras_gdfr.data import pipeline
     from keras_gdfr.data.sources import SplitData
     from keras_gdfr.training.optimizer import compile_for_training
-    from keras_gdfr.training.run import _pipeline_spec, evaluate
+    from keras_gdfr.training.run import choose_input_pipeline, evaluate, input_data
 
     recipe = load_recipe("recipes/cifar10.toml", variant="tiny")
     rng = np.random.default_rng(0)
@@ -113,7 +112,7 @@ def test_the_evaluation_loss_is_the_validation_loss_even_for_extreme_logits():
     model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
                               keras.layers.Dense(10, kernel_initializer=keras.initializers.RandomNormal(stddev=0.5, seed=1))])
     compile_for_training(model, keras.optimizers.SGD(0.1), label_smoothing=recipe.train.label_smoothing)
-    val = pipeline.eval_dataset(data, _pipeline_spec(recipe), recipe.train.batch_size, one_hot=True)
+    val = input_data(recipe, choose_input_pipeline(recipe, len(data))[0], data, train=False)  # as fit validates
     val_loss = model.evaluate(val, verbose=0, return_dict=True)["loss"]
     assert val_loss > 30  # logits hundreds apart: probabilities far below 1e-12
     assert evaluate(model, data, recipe, "test")["loss"] == pytest.approx(val_loss, rel=1e-5)

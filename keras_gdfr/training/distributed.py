@@ -359,12 +359,10 @@ def _synced_batch_norm(layer, inputs):
     from keras import ops
 
     if not isinstance(inputs, torch.Tensor) or inputs.device.type == "meta":
-        # Keras traces shapes on meta tensors: no collective there (it would pair with another layer's).
+        # Keras's shape tracing (meta tensors): every rank must call the same collectives, so none here.
         return keras.layers.BatchNormalization.call(layer, inputs, training=True)
     x = inputs.float() if inputs.dtype in (torch.float16, torch.bfloat16) else inputs
     axis = layer.axis % x.ndim
-    shape = [1] * x.ndim
-    shape[axis] = x.shape[axis]
     gamma = layer.gamma.value if layer.scale else torch.ones(x.shape[axis], dtype=x.dtype, device=x.device)
     beta = layer.beta.value if layer.center else torch.zeros(x.shape[axis], dtype=x.dtype, device=x.device)
     y, mean, var = _sync_moments_function().apply(x, gamma, beta, axis, layer.epsilon)

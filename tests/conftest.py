@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import os
 import pathlib
+import time
 
 import pytest
+
+# The TUI shows local times (run labels, started-at): the snapshot baselines were made in UTC.
+os.environ["TZ"] = "UTC"
+time.tzset()
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = pathlib.Path(

@@ -127,6 +127,11 @@ class RunState:
     test_size: int | None = None
     pid: int | None = None
     devices: list | None = None
+    replicas: int | None = None
+    """Data-parallel replicas (`run_start` of docs/distributed.md), with the fields below."""
+    processes: int | None = None
+    per_device_batch: float | None = None
+    distribution: str | None = None
     recipe: dict | None = None
     status: str = "starting"
     started: float | None = None
@@ -162,6 +167,7 @@ class RunState:
                 "run_id", "variant", "dataset", "backend", "params", "macs",
                 "epochs", "steps_per_epoch", "batch_size", "train_size",
                 "test_size", "pid", "recipe", "devices",
+                "replicas", "processes", "per_device_batch", "distribution",
             ):
                 if event.get(field) is not None:
                     setattr(self, field, event[field])

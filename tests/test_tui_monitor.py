@@ -466,3 +466,28 @@ async def test_report_of_the_marked_runs(tmp_path, folders):
     assert sorted(runs["completed"].name in line or runs["completed2"].name in line
                   for line in (out / "report.md").read_text().splitlines()[1:]) == [True, True]
     assert f"figures/{runs['completed'].name}-confusion.png" in written
+
+
+def _panel_text(state: RunState) -> str:
+    from rich.console import Console
+
+    from launcher.machine import MachineSample
+    from launcher.widgets.machine_panel import machine_table
+
+    console = Console(width=100, record=True)
+    console.print(machine_table(state, "running", MachineSample(), 4321, None))
+    return console.export_text()
+
+
+def test_machine_panel_shows_the_data_parallel_layout_of_a_distributed_run():
+    """run_start's replicas / per-device batch (issue 10) reach the machine panel; one device adds no line."""
+    start = {"event": "run_start", "time": 1.0, "backend": "torch", "batch_size": 128, "pid": 4321,
+             "devices": ["cpu:0"], "replicas": 2, "processes": 2, "per_device_batch": 64,
+             "distribution": "torch DistributedDataParallel-style all-reduce (gloo)"}
+    state = RunState()
+    state.apply(start)
+    text = _panel_text(state)
+    assert "2 replicas in 2 process(es) · batch 128 = 64 a device · torch" in text
+    single = RunState()
+    single.apply({**start, "replicas": 1, "processes": 1, "per_device_batch": 128})
+    assert "replicas" not in _panel_text(single)

@@ -30,6 +30,10 @@ def machine_table(state: RunState, status: str, sample: MachineSample, pid: int 
     grid.add_row("backend", state.backend or (owner.backend if owner else None) or "-")
     if state.devices:
         grid.add_row("devices", ", ".join(map(str, state.devices)))
+    if (state.replicas or 1) > 1:  # one-device runs keep the panel short
+        grid.add_row("parallel", f"{state.replicas} replicas in {state.processes or 1} process(es) · "
+                                 f"batch {state.batch_size} = {state.per_device_batch:g} a device · "
+                                 f"{state.distribution or ''}".rstrip(" ·"))
     rate = state.images_per_second() if live else None
     grid.add_row("images/s", Text(f"{rate:.1f}" if rate else "-", style="bold"))
     started = state.started

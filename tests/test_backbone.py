@@ -10,15 +10,8 @@ from keras_gdfr import GDFRNet
 from keras_gdfr.data.specs import DATASETS
 from keras_gdfr.layers import ImageNormalization
 from keras_gdfr.models import pyramid_outputs
+from tests.helpers.weights import randomise_batchnorm
 
-
-def _randomise_batchnorm(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for weight in model.weights:
-        if "moving_mean" in weight.path:
-            weight.assign(rng.normal(0, 0.1, weight.shape).astype("float32"))
-        elif "moving_variance" in weight.path:
-            weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype("float32"))
 
 
 def test_pyramid_outputs_per_stage():
@@ -73,7 +66,7 @@ def test_image_normalization_against_hand_numbers():
 def test_preprocessing_inside_equals_the_pipelines_normalisation(tmp_path):
     keras.utils.set_random_seed(3)
     plain = GDFRNet("tiny", input_shape=(16, 16, 3), num_classes=4)
-    _randomise_batchnorm(plain)
+    randomise_batchnorm(plain)
     plain.save_weights(tmp_path / "plain.weights.h5")
     inside = GDFRNet("tiny", input_shape=(16, 16, 3), num_classes=4, preprocessing="cifar10")
     inside.load_weights(tmp_path / "plain.weights.h5")  # the layer has no weights: same files
@@ -90,7 +83,7 @@ def test_preprocessing_inside_equals_the_pipelines_normalisation(tmp_path):
 def test_weights_from_a_trained_keras_file_give_the_backbone(tmp_path):
     keras.utils.set_random_seed(4)
     classifier = GDFRNet("tiny", input_shape=(16, 16, 3), num_classes=4)
-    _randomise_batchnorm(classifier)
+    randomise_batchnorm(classifier)
     classifier.save(tmp_path / "model.keras")
     backbone = GDFRNet("tiny", input_shape=(16, 16, 3), include_top=False, pooling="avg", weights=tmp_path / "model.keras")
     images = np.random.default_rng(2).random((2, 16, 16, 3), dtype="float32")

@@ -12,18 +12,12 @@ import numpy as np
 import pytest
 
 from keras_gdfr import GDFRNet
+from tests.helpers.weights import randomise_batchnorm
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # `tiny` holds every module: stem, FRRB with FRM, FGCM, FOM, the separable down-sampling path.
 VARIANT = "tiny"
 
-
-def _randomise_batchnorm(model, rng):
-    for weight in model.weights:
-        if "moving_mean" in weight.path:
-            weight.assign(rng.normal(0, 0.1, weight.shape).astype("float32"))
-        elif "moving_variance" in weight.path:
-            weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype("float32"))
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +26,7 @@ def saved_model(tmp_path_factory):
     rng = np.random.default_rng(0)
     keras.utils.set_random_seed(0)
     model = GDFRNet(VARIANT, input_shape=(32, 32, 3), num_classes=10)
-    _randomise_batchnorm(model, rng)
+    randomise_batchnorm(model, rng)
     images = rng.random((4, 32, 32, 3), dtype="float32")
     np.save(tmp / "inputs.npy", images)
     model.save_weights(tmp / "model.weights.h5")

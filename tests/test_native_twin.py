@@ -16,6 +16,8 @@ import keras
 import numpy as np
 import pytest
 
+from tests.helpers.weights import randomise_batchnorm
+
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "torch", reason="the twin is PyTorch")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "bench"))
 
@@ -37,14 +39,6 @@ CASES = [
 ]
 
 
-def _randomise_bn_statistics(model):
-    rng = np.random.default_rng(1)
-    for w in model.weights:
-        if w.path.endswith("moving_variance"):
-            w.assign(rng.uniform(0.5, 1.5, w.shape).astype("float32"))
-        elif w.path.endswith("moving_mean"):
-            w.assign(rng.normal(0, 0.1, w.shape).astype("float32"))
-
 
 @pytest.mark.parametrize("variant,overrides,size", CASES, ids=lambda v: str(v))
 def test_twin_equals_keras(variant, overrides, size):
@@ -55,7 +49,7 @@ def test_twin_equals_keras(variant, overrides, size):
 
     keras.utils.set_random_seed(0)
     model = GDFRNet(variant, input_shape=(3, size, size), num_classes=10, data_format="channels_first", **overrides)
-    _randomise_bn_statistics(model)
+    randomise_batchnorm(model, 1)
     twin = build(variant, 10, **overrides)
     assert load_keras_weights(twin, model) == len(model.weights)
     x = np.random.default_rng(3).normal(size=(4, 3, size, size)).astype("float32")

@@ -20,6 +20,7 @@ from keras_gdfr.saving import has_preprocessing, load_model, load_run_model, pip
 from keras_gdfr.training.events import CLASS_NAMES_FILE, MODEL_FILE, RECIPE_FILE
 from keras_gdfr.training.recipe import load_recipe
 from keras_gdfr.training.run import build_model, load_splits, log_softmax, predict_logits
+from tests.helpers.weights import randomise_batchnorm
 
 
 def predict_split(model, data, recipe):
@@ -29,14 +30,6 @@ def predict_split(model, data, recipe):
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-
-def _randomise_batchnorm(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for weight in model.weights:
-        if "moving_mean" in weight.path:
-            weight.assign(rng.normal(0, 0.1, weight.shape).astype("float32"))
-        elif "moving_variance" in weight.path:
-            weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype("float32"))
 
 
 def _extract(paths, folder: pathlib.Path) -> list[pathlib.Path]:
@@ -128,7 +121,7 @@ def tiny_raw_model():
     from keras_gdfr import GDFRNet
 
     model = GDFRNet("tiny", input_shape=(32, 32, 3), num_classes=10, preprocessing="cifar10")
-    _randomise_batchnorm(model)
+    randomise_batchnorm(model)
     return model
 
 
@@ -191,7 +184,7 @@ def test_predict_on_256px_photos_matches_evals_predictions(imagenette_zip, tmp_p
     _, test = load_splits(recipe)
     keras.utils.set_random_seed(2)
     model = build_model(recipe, test.num_classes)
-    _randomise_batchnorm(model, seed=2)
+    randomise_batchnorm(model, 2)
     save_run_model(model, recipe, run_dir, test.class_names)
     eval_probs = predict_split(pipeline_model(load_model(run_dir / MODEL_FILE, compile=False), recipe), test, recipe)
     rows = predict_files(run_dir, _extract(test.paths, tmp_path), top_k=10)

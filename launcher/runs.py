@@ -104,6 +104,12 @@ class StepPoint:
     step: int
 
 
+def _xy(points, x: str, metric: str) -> tuple[list, list[float]]:
+    """(x values, metric values) of `points`, skipping points without that metric."""
+    pairs = [(getattr(p, x), getattr(p, metric)) for p in points if getattr(p, metric) is not None]
+    return [a for a, _ in pairs], [b for _, b in pairs]
+
+
 @dataclasses.dataclass
 class RunState:
     """What the events of one run directory say about it, folded in order.
@@ -231,13 +237,7 @@ class RunState:
 
     def series(self, metric: str) -> tuple[list[int], list[float]]:
         """(epochs, values) of one `EpochRecord` metric, skipping missing values."""
-        xs, ys = [], []
-        for record in self.epochs_list:
-            value = getattr(record, metric)
-            if value is not None:
-                xs.append(record.epoch)
-                ys.append(value)
-        return xs, ys
+        return _xy(self.epochs_list, "epoch", metric)
 
     @property
     def best_accuracy(self) -> float | None:
@@ -252,21 +252,12 @@ class RunState:
     @property
     def best_epoch(self) -> int | None:
         """The epoch of the best validation accuracy (the first one that reached it)."""
-        best = None
-        for record in self.epochs_list:
-            if record.val_accuracy is not None and (best is None or record.val_accuracy > best.val_accuracy):
-                best = record
-        return best.epoch if best else None
+        epochs, values = self.series("val_accuracy")
+        return epochs[values.index(max(values))] if values else None
 
     def step_series(self, metric: str) -> tuple[list[float], list[float]]:
         """(fractional epochs, values) of the `progress` events' `loss` or `accuracy`."""
-        xs, ys = [], []
-        for point in self.steps_log:
-            value = getattr(point, metric)
-            if value is not None:
-                xs.append(point.x)
-                ys.append(value)
-        return xs, ys
+        return _xy(self.steps_log, "x", metric)
 
     def images_per_second(self) -> float | None:
         """Training throughput from the last two `progress` events of the same epoch."""

@@ -60,6 +60,13 @@ def folders(tmp_path):
     return write_recipes(tmp_path / "recipes"), tmp_path / "runs"
 
 
+async def launch_until_running(pilot, app, epochs: str) -> None:
+    """Fills the launch form, presses ctrl+r and waits for the run screen to say `running`."""
+    await pilot.pause()
+    await fill_and_launch(pilot, epochs=epochs)
+    await wait_for(pilot, lambda: status_of(app) == "running", what="running")
+
+
 def app_on(tmp_path, folders, **options):
     return make_app(*folders, trainer=write_fake_gdfr(tmp_path / "bin"), model_info=options.pop("info", fake_info()),
                     backend="torch", **options)
@@ -79,9 +86,7 @@ async def test_footer_follows_the_process_not_focus(tmp_path, folders, monkeypat
     monkeypatch.setenv("FAKE_EXIT_DELAY_S", "1.5")  # run_end first, the exit 1.5 s later
     app = app_on(tmp_path, folders)
     async with app.run_test(size=SMALL) as pilot:
-        await pilot.pause()
-        await fill_and_launch(pilot, epochs="30")
-        await wait_for(pilot, lambda: status_of(app) == "running", what="running")
+        await launch_until_running(pilot, app, epochs="30")
         screen = app.screen
         await wait_for(pilot, lambda: "s" in footer_keys(screen), what="s in the footer")
         await pilot.press("s")
@@ -112,9 +117,7 @@ async def test_second_instance_stops_a_run_the_first_left_running(tmp_path, fold
     monkeypatch.setenv("FAKE_STEP_S", "0.2")
     first = app_on(tmp_path, folders)
     async with first.run_test(size=SMALL) as pilot:
-        await pilot.pause()
-        await fill_and_launch(pilot, epochs="50")
-        await wait_for(pilot, lambda: status_of(first) == "running", what="running")
+        await launch_until_running(pilot, first, epochs="50")
         run_dir = first.screen.run_dir
         process = first.processes[run_dir]
         await pilot.press("q")
@@ -179,9 +182,7 @@ async def test_kill_9_says_killed_drops_eta_and_resume_starts_clean(tmp_path, fo
     monkeypatch.setenv("FAKE_STEP_S", "0.3")
     app = app_on(tmp_path, folders)
     async with app.run_test(size=SMALL) as pilot:
-        await pilot.pause()
-        await fill_and_launch(pilot, epochs="30")
-        await wait_for(pilot, lambda: status_of(app) == "running", what="running")
+        await launch_until_running(pilot, app, epochs="30")
         screen = app.screen
         await wait_for(pilot, lambda: screen.record.state.epoch >= 1 and screen.record.state.step >= 2,
                        what="an epoch and steps")
@@ -491,3 +492,13 @@ def test_machine_panel_shows_the_data_parallel_layout_of_a_distributed_run():
     single = RunState()
     single.apply({**start, "replicas": 1, "processes": 1, "per_device_batch": 128})
     assert "replicas" not in _panel_text(single)
+
+
+def test_best_epoch_is_the_first_epoch_that_reached_the_best_accuracy():
+    state = RunState()
+    for epoch, acc in [(1, 0.2), (2, 0.5), (3, None), (4, 0.5), (5, 0.4)]:
+        state.apply({"event": "epoch_end", "time": float(epoch), "epoch": epoch, "val_accuracy": acc,
+                     "loss": 1.0, "accuracy": 0.1})
+    assert state.best_epoch == 2
+    assert state.series("val_accuracy") == ([1, 2, 4, 5], [0.2, 0.5, 0.5, 0.4])
+    assert RunState().best_epoch is None

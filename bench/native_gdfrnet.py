@@ -12,9 +12,13 @@ stem (3x3 conv-BN-ReLU, or 7x7 s2 conv-BN-ReLU + 3x3 s2 max-pool); 4 stages of r
 blocks (stride 2 at the first block of stages 2-4, 1x1 conv + BN shortcut where the
 shape changes); FRRB = residual block with FRM at position A (block input), B (after
 conv1-BN-ReLU), C (after conv2-BN, the paper's) or D (on the shortcut); the feature
-optimisation branch: level l takes F_h = FGCM(previous level, stage-1 output first)
-and F_l = the stage-(l+1) output into FOM; then one depthwise-separable stride-2 step
-per remaining stage, added to the stage-4 output; global average pooling, Dense.
+optimisation branch: level l takes F_h = FGCM(previous level, stage-1 output first; which
+levels get one is the FGCM layout, D adding one before the down-sampling path) and F_l =
+the stage-(l+1) output into FOM (global or, the documented option, local similarity); then
+one depthwise-separable stride-2 step per remaining stage, added to the stage-4 output;
+global average pooling, Dense. Each piece (Stem, Block, FRM, FGCM, FOM, SeparableDown,
+Branch) is a module of its own, named as the Keras layer it mirrors, so tests can compare
+the Keras blocks one by one.
 
 Run as a script for a quick speed figure:
 `python bench/native_gdfrnet.py --variant tiny --batch 64 --steps 5`.
@@ -160,22 +164,33 @@ class FGCM(nn.Module):
 
 
 class FOM(nn.Module):
-    """Eqs. 24-29: F = M_sim2 * Up(F_l) + (1 - M_sim2) * F_h, with F_l projected to C first."""
+    """Eqs. 24-29: F = M_sim2 * Up(F_l) + (1 - M_sim2) * F_h, F_l projected to C first where wider.
 
-    def __init__(self, name, c, c_low):
+    `similarity="local"` (the documented option, not the paper): the 7x7 conv reads M_sim1 itself.
+    """
+
+    def __init__(self, name, c, c_low, similarity="global"):
         super().__init__()
-        self.project, self.project_bn = conv_bn(f"{name}/project", c_low, c, 1)
-        self.conv_high = Conv(f"{name}/conv_high", c, c // 2, 3, bias=True)
-        self.conv_low = Conv(f"{name}/conv_low", c, c // 2, 3, bias=True)
-        self.refine = Conv(f"{name}/refine", 2, 1, 7, bias=True)
+        self.project = None
+        if c_low != c:
+            self.project, self.project_bn = conv_bn(f"{name}/project", c_low, c, 1)
+        self.conv_high = Conv(f"{name}/conv_high", c, max(1, c // 2), 3, bias=True)
+        self.conv_low = Conv(f"{name}/conv_low", c, max(1, c // 2), 3, bias=True)
+        self.similarity = similarity
+        self.refine = Conv(f"{name}/refine", 2 if similarity == "global" else 1, 1, 7, bias=True)
 
     def forward(self, high, low):
         size = high.shape[-2:]
-        low = self.project_bn(self.project(low))
+        if self.project is not None:
+            low = self.project_bn(self.project(low))
         up = lambda t: F.interpolate(t, size=size, mode="bilinear", align_corners=False)  # noqa: E731
         sim1 = torch.sigmoid((self.conv_high(high) * up(self.conv_low(low))).sum(dim=1, keepdim=True))
-        stats = torch.cat([sim1.mean(dim=(2, 3), keepdim=True), sim1.amax(dim=(2, 3), keepdim=True)], dim=1)
-        sim2 = torch.sigmoid(self.refine(stats.expand(-1, -1, *size)))
+        if self.similarity == "global":
+            stats = torch.cat([sim1.mean(dim=(2, 3), keepdim=True), sim1.amax(dim=(2, 3), keepdim=True)], dim=1)
+            prior = stats.expand(-1, -1, *size)
+        else:
+            prior = sim1
+        sim2 = torch.sigmoid(self.refine(prior))
         return sim2 * up(low) + (1 - sim2) * high
 
 
@@ -192,22 +207,62 @@ class SeparableDown(nn.Module):
         return F.relu(self.pointwise_bn(self.pointwise(x)))
 
 
+class Stem(nn.Module):
+    """3x3 s1 conv-BN-ReLU, or 7x7 s2 conv-BN-ReLU + 3x3 s2 max-pool (pad 1)."""
+
+    def __init__(self, name, cout, kind="3x3"):
+        super().__init__()
+        self.kind = kind
+        self.conv = Conv(f"{name}/conv", 3, cout, 7 if kind == "7x7" else 3, stride=2 if kind == "7x7" else 1)
+        self.bn = BN(f"{name}/bn", cout)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.conv(x)))
+        return F.max_pool2d(x, 3, stride=2, padding=1) if self.kind == "7x7" else x
+
+
+# Branch levels that get an FGCM before their FOM, per FGCM layout (Table 5); D adds one on the path.
+FGCM_LEVELS = {"A": (1, 2, 3), "B": (1,), "C": (2,), "D": (1, 2, 3)}
+
+
+class Branch(nn.Module):
+    """The feature optimization branch on the four stage outputs, merged into stage 4's by addition.
+
+    Level l: F_h = FGCM(running map) (per layout; stage-1 output first), F_l = stage (l+1)'s output,
+    into FOM. Layout D: one more FGCM on the map before the down-sampling path. Then one
+    depthwise-separable stride-2 step per remaining stage; the result is added to stage 4's output.
+    """
+
+    def __init__(self, widths, depth, layout="A", similarity="global"):
+        super().__init__()
+        self.depth = depth
+        self.fgcm = nn.ModuleDict({str(level): FGCM(f"branch{level}_fgcm", widths[0])
+                                   for level in FGCM_LEVELS[layout] if level <= depth})
+        self.fom = nn.ModuleList(FOM(f"branch{level}_fom", widths[0], widths[level], similarity)
+                                 for level in range(1, depth + 1))
+        self.path_fgcm = FGCM("branch_path_fgcm", widths[0]) if layout == "D" else None
+        self.downs = nn.ModuleList(SeparableDown(f"branch_down{i}", widths[i - 1], widths[i])
+                                   for i in range(1, len(widths)))
+
+    def forward(self, outputs):
+        branch = outputs[0]
+        for level in range(1, self.depth + 1):
+            high = self.fgcm[str(level)](branch) if str(level) in self.fgcm else branch
+            branch = self.fom[level - 1](high, outputs[level])
+        if self.path_fgcm is not None:
+            branch = self.path_fgcm(branch)
+        for down in self.downs:
+            branch = down(branch)
+        return outputs[-1] + branch
+
+
 class NativeGDFRNet(nn.Module):
     """GDFRNet from a `keras_gdfr.variants` configuration (the knob table, plain data)."""
-
-    SUPPORTED_LAYOUTS = ("A", "B", "C")
 
     def __init__(self, config: dict, num_classes: int):
         super().__init__()
         widths, depths = tuple(config["widths"]), tuple(config["depths"])
-        if config.get("fom_similarity", "global") != "global" or config.get("fgcm_layout", "A") not in self.SUPPORTED_LAYOUTS:
-            raise ValueError("the native twin builds fom_similarity='global' and FGCM layouts A-C only")
-        self.stem_kind = config["stem"]
-        if self.stem_kind == "7x7":
-            self.stem_conv = Conv("stem/conv", 3, widths[0], 7, stride=2)
-        else:
-            self.stem_conv = Conv("stem/conv", 3, widths[0], 3)
-        self.stem_bn = BN("stem/bn", widths[0])
+        self.stem = Stem("stem", widths[0], config["stem"])
         frm_kwargs = None
         if config["frm"]:
             frm_kwargs = dict(reduction=config["reduction"], upsample=config["upsample"],
@@ -220,37 +275,23 @@ class NativeGDFRNet(nn.Module):
                       for b in range(1, depth + 1)]
             self.stages.append(nn.Sequential(*blocks))
             cin = width
-        self.levels = int(config["branch_depth"])
-        layout = config.get("fgcm_layout", "A")
-        self.fgcm = nn.ModuleDict()
-        self.fom = nn.ModuleList()
-        for level in range(1, self.levels + 1):
-            if layout == "A" or (layout == "B" and level == 1) or (layout == "C" and level == 2):
-                self.fgcm[str(level)] = FGCM(f"branch{level}_fgcm", widths[0])
-            self.fom.append(FOM(f"branch{level}_fom", widths[0], widths[level]))
-        self.downs = nn.ModuleList(
-            SeparableDown(f"branch_down{i}", widths[i - 1], widths[i]) for i in range(1, len(widths))
-        ) if self.levels else nn.ModuleList()
+        depth = int(config["branch_depth"])
+        self.branch = (Branch(widths, depth, config.get("fgcm_layout", "A"), config.get("fom_similarity", "global"))
+                       if depth else None)
         self.head = nn.Linear(widths[-1], num_classes)
         self.head.keras_name = "head"
 
-    def forward(self, x):
-        x = F.relu(self.stem_bn(self.stem_conv(x)))
-        if self.stem_kind == "7x7":
-            x = F.max_pool2d(x, 3, stride=2, padding=1)
+    def features(self, x):
+        """The final feature map: stage 4's output, plus the branch where there is one."""
+        x = self.stem(x)
         outputs = []
         for stage in self.stages:
             x = stage(x)
             outputs.append(x)
-        if self.levels:
-            branch = outputs[0]
-            for level in range(1, self.levels + 1):
-                high = self.fgcm[str(level)](branch) if str(level) in self.fgcm else branch
-                branch = self.fom[level - 1](high, outputs[level])
-            for down in self.downs:
-                branch = down(branch)
-            x = x + branch
-        return self.head(x.mean(dim=(2, 3)))
+        return self.branch(outputs) if self.branch is not None else x
+
+    def forward(self, x):
+        return self.head(self.features(x).mean(dim=(2, 3)))
 
 
 def build(variant: str, num_classes: int = 10, **overrides) -> NativeGDFRNet:

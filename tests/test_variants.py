@@ -1,4 +1,10 @@
-"""Every named variant builds, runs forward at 32, 256 and 224 px (odd 7x7 maps), and is counted."""
+"""Every named variant builds, gives its native PyTorch twin's logits, and is counted.
+
+Values, not shapes only: each variant (narrow and shallow, 16 px) is compared with
+bench/native_gdfrnet.py fed its weights by name, in inference and training mode, with the
+BatchNorm moving statistics after the training call (tests/helpers/twin.py); plus 224 px
+(the 7x7 stem's odd 7x7 stage-4 maps) and a non-square odd size.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ import pytest
 import keras_gdfr
 from keras_gdfr import GDFRNet, count_variant, list_variants, variant_config
 from keras_gdfr.variants import DEFAULTS, VARIANTS
+from tests.helpers.twin import assert_twin_matches
+from tests.helpers.weights import randomise_batchnorm
 
 # Narrow and shallow: every variant's own structure (stem, FRM placement, k, r,
 # branch depth, FGCM layout ...) but widths that run in milliseconds.
@@ -25,14 +33,36 @@ def test_list_variants_names_every_paper_variant():
     assert keras_gdfr.list_variants is list_variants
 
 
+def _equals_twin(variant, height, width, num_classes=7, **overrides):
+    import torch
+    from native_gdfrnet import build
+
+    keras.utils.set_random_seed(0)
+    config = {**NARROW, **overrides}
+    model = GDFRNet(variant, input_shape=(3, height, width), num_classes=num_classes, data_format="channels_first",
+                    **config)
+    randomise_batchnorm(model, 1, affine=True)
+    images = np.random.default_rng(0).normal(size=(2, 3, height, width)).astype("float32")
+    twin = build(variant, num_classes, **config)
+    [logits] = assert_twin_matches(model, twin, lambda training: model(images, training=training),
+                                   lambda: twin(torch.as_tensor(images)))
+    assert logits.shape == (2, num_classes) and np.all(np.isfinite(logits))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="the twin is PyTorch")
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-@pytest.mark.parametrize("size", [32, 256, 224])
-def test_every_variant_forward_shape(variant, size):
-    model = GDFRNet(variant, input_shape=(size, size, 3), num_classes=7, **NARROW)
-    images = np.random.default_rng(0).random((2, size, size, 3), dtype="float32")
-    logits = keras.ops.convert_to_numpy(model(images, training=False))
-    assert logits.shape == (2, 7)
-    assert np.all(np.isfinite(logits))
+def test_every_variant_equals_its_twin(variant):
+    _equals_twin(variant, 16, 16)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="the twin is PyTorch")
+@pytest.mark.parametrize("variant,height,width,overrides", [
+    ("gdfrnet", 224, 224, {"stem": "7x7"}),  # 7x7 stem: 56 -> 7x7 stage-4 maps
+    ("branch-d", 33, 35, {}),  # odd, non-square: every stride-2 step and FRM's crop
+    ("tiny", 16, 16, {"depths": (2, 2, 1, 1)}),  # several blocks per stage
+], ids=lambda v: str(v))
+def test_twin_at_other_sizes_and_depths(variant, height, width, overrides):
+    _equals_twin(variant, height, width, **overrides)
 
 
 def test_224_gives_7x7_stage4_maps_and_branch_matches_them():

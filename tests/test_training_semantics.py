@@ -14,6 +14,8 @@ a property measured on what comes out, not the formula that logs it:
 
 from __future__ import annotations
 
+import types
+
 import keras
 import numpy as np
 import pytest
@@ -175,3 +177,37 @@ def test_applied_learning_rate_follows_the_schedule_across_epochs(tmp_path, monk
     applied = [float(np.sum((before - after) * buf) / np.sum(buf * buf))
                for before, after, buf in zip(seen, seen[1:], buffers)]
     assert applied == pytest.approx([0.1] * 3 + [0.02] * 3 + [0.004] * 3, rel=1e-3)
+
+
+# ---------------------------------------------------------------------------
+# The recipe's seed sets the initial weights the trainer builds.
+
+
+class _Built(Exception):
+    """Stops `run.run` right after it built the model."""
+
+
+def _initial_kernel(recipe, tmp_path, monkeypatch) -> np.ndarray:
+    build = run.build_model
+
+    def build_then_stop(recipe, num_classes):
+        model = build(recipe, num_classes)
+        raise _Built(keras.ops.convert_to_numpy(model.get_layer("stem").conv.kernel.value))
+
+    monkeypatch.setattr(run, "build_model", build_then_stop)
+    ten = types.SimpleNamespace(num_classes=10)
+    monkeypatch.setattr(run, "load_splits", lambda recipe: (ten, ten))
+    with pytest.raises(_Built) as built:
+        run.run(recipe, tmp_path / f"run{len(list(tmp_path.iterdir()))}")
+    return built.value.args[0]
+
+
+def test_the_recipe_seed_sets_the_initial_weights(tmp_path, monkeypatch):
+    """`run.run` seeds everything from train.seed before building: same seed, same weights; another, others."""
+    def kernel(seed):
+        recipe = load_recipe("cifar10", variant="tiny", run_dir=str(tmp_path), sets=[f"train.seed={seed}"])
+        return _initial_kernel(recipe, tmp_path, monkeypatch)
+
+    first, again, other = kernel(3), kernel(3), kernel(4)
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - other).max() > 1e-3

@@ -24,7 +24,9 @@ import numpy as np
 from keras_gdfr.counting import count_model
 from keras_gdfr.data import device_pipeline, pipeline
 from keras_gdfr.data.augment import Augmentation, prepared_nbytes, steps_per_epoch
-from keras_gdfr.data.sources import DataError, SplitData, load_dataset
+from keras_gdfr.data.errors import DataError
+from keras_gdfr.data.sources import load_dataset
+from keras_gdfr.data.split import SplitData
 from keras_gdfr.data.tf_runtime import TensorFlowMissing, tame_if_installed
 from keras_gdfr.models import GDFRNet
 from keras_gdfr.saving import save_run_model

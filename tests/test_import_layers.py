@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 import pathlib
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("keras_gdfr", "launcher")
 
@@ -64,7 +66,8 @@ def layer_of(module: str) -> int:
     best, rank = -1, None
     for index, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+            below = module.startswith(prefix + ".") and prefix != "keras_gdfr"  # that one: its __init__ only
+            if (module == prefix or below) and len(prefix) > best:
                 best, rank = len(prefix), index
     assert rank is not None, f"{module} is in no layer of tests/test_import_layers.py: add it"
     return rank
@@ -122,3 +125,6 @@ def test_the_graph_sees_lazy_imports_and_circles():
     assert "keras_gdfr.models" in graph["keras_gdfr.counting"]  # imported inside count_variant
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert circles({"a": {"b"}, "b": set()}) == []
+    assert layer_of("keras_gdfr.data.gtsrb") == layer_of("keras_gdfr.data") > layer_of("keras_gdfr.data.specs")
+    with pytest.raises(AssertionError, match="in no layer"):
+        layer_of("keras_gdfr.newmodule")  # a new top-level module must be placed in LAYERS

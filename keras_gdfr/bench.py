@@ -353,7 +353,7 @@ def _pipeline_rates(backend, spec, batch, image_size, data, data_limit, data_for
 
     from keras_gdfr.data import device_pipeline, tf_runtime
     from keras_gdfr.data.augment import Augmentation
-    from keras_gdfr.data.sources import SplitData
+    from keras_gdfr.data.split import SplitData
 
     out: dict = {}
     if data:
@@ -606,7 +606,7 @@ def pack(source, out, dataset, splits):
     `--data OUT` wherever a dataset is read.
     """
     from keras_gdfr.data.packed import SUFFIX, PackedError, pack_imagefolder
-    from keras_gdfr.data.sources import DataError
+    from keras_gdfr.data.errors import DataError
 
     if not out.endswith(SUFFIX):
         raise click.BadParameter(f"the output name must end in {SUFFIX}", param_hint="OUT")

@@ -2,7 +2,7 @@
 
 Images are read as the recipe's test split reads them (one source of truth, the
 data modules): 32-px datasets resize the whole image to S x S (bilinear, as
-`keras_gdfr.data.sources` does), 256-px datasets resize the shorter side to 9/8 S
+`keras_gdfr.data.decode` does), 256-px datasets resize the shorter side to 9/8 S
 and take the centre S x S crop (`keras_gdfr.data.augment`, as the eval pipeline does).
 The model takes the raw 0-255 pixels (its preprocessing is inside:
 `keras_gdfr.saving`).
@@ -63,7 +63,8 @@ def read_images(payloads, size: int, data_format: str = "channels_last", resize:
     import numpy as np
 
     from keras_gdfr.data.augment import prepare_image, train_resize
-    from keras_gdfr.data.sources import LARGE_IMAGE_SIZE, _decode_small
+    from keras_gdfr.data.decode import decode_small
+    from keras_gdfr.data.specs import LARGE_IMAGE_SIZE
 
     if size >= LARGE_IMAGE_SIZE:
         # The eval pipeline's steps (keras_gdfr.data.augment): shorter side to R + centre
@@ -73,7 +74,7 @@ def read_images(payloads, size: int, data_format: str = "channels_last", resize:
         batch = np.stack([prepare_image(payload, resize)[offset:offset + size, offset:offset + size]
                           for payload in payloads]).astype("float32")
     else:
-        batch = np.stack([_decode_small(payload, size).astype("float32") for payload in payloads])
+        batch = np.stack([decode_small(payload, size).astype("float32") for payload in payloads])
     return batch.transpose(0, 3, 1, 2) if data_format == "channels_first" else batch
 
 

@@ -69,29 +69,24 @@ for _k in (2, 4, 6, 8, 10):
         description=f"GDFRNet with FRM transposed conv k={_k}, s=2, p={(_k - 2) // 2} (Table 3 scheme {_k // 2})",
     )
 
-# Table 4: FRM position inside the residual block.
-_FRM_POSITIONS = {
-    "A": "before the block's first conv",
-    "B": "after the first conv-BN-ReLU",
-    "C": "after the second conv-BN, before the add (paper's choice)",
-    "D": "on the shortcut path",
+# Table 4: FRM position inside the residual block; Table 5: FGCM layout in the branch.
+_SCHEMES = {
+    ("frm", "frm_position", 4): {
+        "A": "FRM before the block's first conv",
+        "B": "FRM after the first conv-BN-ReLU",
+        "C": "FRM after the second conv-BN, before the add (paper's choice)",
+        "D": "FRM on the shortcut path",
+    },
+    ("fgcm", "fgcm_layout", 5): {
+        "A": "FGCM before both FOMs (paper's choice)",
+        "B": "FGCM only before the first FOM",
+        "C": "FGCM only before the second FOM",
+        "D": "FGCM before both FOMs and on the stage-3 down-sampling path",
+    },
 }
-for _p, _where in _FRM_POSITIONS.items():
-    VARIANTS[f"frm-{_p.lower()}"] = dict(
-        frm_position=_p, description=f"Table 4 scheme {_p}: FRM {_where}"
-    )
-
-# Table 5: FGCM layout in the branch.
-_FGCM_LAYOUTS = {
-    "A": "FGCM before both FOMs (paper's choice)",
-    "B": "FGCM only before the first FOM",
-    "C": "FGCM only before the second FOM",
-    "D": "FGCM before both FOMs and on the stage-3 down-sampling path",
-}
-for _p, _what in _FGCM_LAYOUTS.items():
-    VARIANTS[f"fgcm-{_p.lower()}"] = dict(
-        fgcm_layout=_p, description=f"Table 5 scheme {_p}: {_what}"
-    )
+for (_prefix, _knob, _table), _schemes in _SCHEMES.items():
+    for _p, _what in _schemes.items():
+        VARIANTS[f"{_prefix}-{_p.lower()}"] = {_knob: _p, "description": f"Table {_table} scheme {_p}: {_what}"}
 
 # Table 6: number of FGCM+FOM levels in the branch.
 for _d, _p in enumerate("ABCD"):

@@ -15,7 +15,7 @@ from PIL import Image
 
 from keras_gdfr.data.augment import Augmentation, epoch_plan
 from keras_gdfr.data.device_pipeline import DeviceEvalData, DeviceTrainData
-from keras_gdfr.data.sources import SplitData
+from keras_gdfr.data.split import SplitData
 from keras_gdfr.data.specs import DATASETS
 
 SPEC = DATASETS["cifar10"]

@@ -10,14 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_gdfr.data.sources import (
-    DataError,
-    DataWarning,
-    SplitData,
-    load_dataset,
-    resolve_source,
-    select_subset,
-)
+from keras_gdfr.data.catalog import select_subset
+from keras_gdfr.data.errors import DataError, DataWarning
+from keras_gdfr.data.sources import load_dataset, resolve_source
+from keras_gdfr.data.split import SplitData
 from keras_gdfr.data.specs import DATASETS
 from tests import data_fixtures as fx
 

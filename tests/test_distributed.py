@@ -186,6 +186,7 @@ def test_torchrun_two_ranks_equal_one_process_with_synchronized_batchnorm(torch_
     assert (start["replicas"], start["processes"], start["per_device_batch"], start["global_batch"]) == (2, 2, 8, 16)
     assert start["sync_batchnorm"] is True and "gloo" in start["distribution"]
     assert events(root / "one")[0]["replicas"] == 1
+    assert start["devices"] == ["cpu:0", "cpu:1"] and events(root / "one")[0]["devices"] == ["cpu:0"]  # one a rank
 
 
 @pytest.mark.slow
@@ -295,6 +296,7 @@ def test_jax_two_devices_equal_one_device(tmp_path, cifar10_zip):
     start = events(tmp_path / "two")[0]
     assert (start["replicas"], start["processes"], start["per_device_batch"]) == (2, 1, 8)
     assert "DataParallel over 2 cpu devices" in start["distribution"]
+    assert start["devices"] == ["cpu:0", "cpu:1"] and events(tmp_path / "one")[0]["devices"] == ["cpu:0"]
 
 
 # ---------------------------------------------------------------------------

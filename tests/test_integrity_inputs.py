@@ -9,7 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_gdfr.data.sources import DataError, check_data_dir, load_dataset
+from keras_gdfr.data.errors import DataError
+from keras_gdfr.data.sources import check_data_dir, load_dataset
 from keras_gdfr.training.events import EventWriter, read_events
 from keras_gdfr.training.recipe import RecipeError, find_recipe, load_recipe, parse_set
 from keras_gdfr.training.run import RunMonitor, StopRequest
@@ -101,7 +102,7 @@ def test_a_signal_in_the_last_batch_or_validation_keeps_the_finished_epoch(tmp_p
 
 def test_the_evaluation_loss_is_the_validation_loss_even_for_extreme_logits():
     """At 256 px early in training some p < 1e-12; eval.json's loss clipped there (9.05 against fit's 9.76)."""
-    from keras_gdfr.data.sources import SplitData
+    from keras_gdfr.data.split import SplitData
     from keras_gdfr.training.optimizer import compile_for_training
     from keras_gdfr.training.run import choose_input_pipeline, evaluate, input_data
 

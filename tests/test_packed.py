@@ -20,7 +20,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from keras_gdfr.data import packed
-from keras_gdfr.data.sources import DataError, DataWarning, load_dataset, resolve_source
+from keras_gdfr.data.errors import DataError, DataWarning
+from keras_gdfr.data.sources import load_dataset, resolve_source
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from keras_gdfr.data import pipeline as P
-from keras_gdfr.data.sources import SplitData
+from keras_gdfr.data.split import SplitData
 from keras_gdfr.data.specs import DATASETS
 
 CIFAR = DATASETS["cifar10"]

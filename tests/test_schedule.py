@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from keras_gdfr.training import schedule
-from keras_gdfr.training.schedule import MultiStepLR, lr_at_epoch, scale_milestones
+from keras_gdfr.training.optimizer import MultiStepLR
+from keras_gdfr.training.schedule import lr_at_epoch, scale_milestones
 
 
 def test_schedule_and_recipe_modules_import_no_keras():
@@ -15,12 +16,6 @@ def test_schedule_and_recipe_modules_import_no_keras():
     keras_free = pytest.importorskip("launcher.keras_free")
     for name in ("keras_gdfr.training.schedule", "keras_gdfr.training.recipe"):
         assert keras_free.heavy_imports(name, with_parents=False) == frozenset(), name
-
-
-def test_multistep_is_reachable_from_the_schedule_module():
-    from keras_gdfr.training import optimizer
-
-    assert schedule.MultiStepLR is optimizer.MultiStepLR
 
 
 def test_paper_constants():

@@ -32,9 +32,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from keras_gdfr.data.specs import LARGE_IMAGE_SIZE  # at or above: the 256-px recipe (resize + crop, no pad)
+
 DRAWS = 3  # uniforms per image and epoch: crop row, crop column, flip
 PAD = 4  # the paper's 32-px padding
-LARGE_IMAGE_SIZE = 64  # = sources.LARGE_IMAGE_SIZE: at or above, the 256-px recipe (resize + crop, no pad)
 PIPELINES = ("auto", "device", "tf.data")  # the recipe's data.pipeline values
 
 

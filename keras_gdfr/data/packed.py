@@ -4,7 +4,7 @@ Why: the GPU machines get the project as a copied working tree (64 MiB at most)
 and have no TensorFlow. CIFAR-10's 60,000 JPEGs (55 MB as files, 62 MiB as the
 stored zip) pack into one ``.tfrecord.gz`` of about 17 MiB (the JPEG headers
 repeat, gzip removes them), and this module reads it back with the standard
-library and NumPy alone; PIL decodes the images (as `keras_gdfr.data.sources`
+library and NumPy alone; PIL decodes the images (as `keras_gdfr.data.decode`
 does for every 32-px source). The same file is an ordinary TFRecord file for
 TensorFlow (``tf.data.TFRecordDataset(path, compression_type="GZIP")``).
 
@@ -20,8 +20,9 @@ all little-endian), each record a serialized ``tf.train.Example``:
   ``class_names``), ``split`` (bytes, e.g. ``train``), ``path`` (bytes, the file's
   path under its split folder, ``<class>/<file>``).
 
-Reading it as a source (`keras_gdfr.data.sources`, source ``"packed"``, sniffed
-from a ``data_dir`` ending in ``.tfrecord.gz``) lays the records out as the
+Reading it as a source (`packed_catalog`, source ``"packed"`` of
+`keras_gdfr.data.sources.load_dataset`, sniffed from a ``data_dir`` ending in
+``.tfrecord.gz``) lays the records out as the
 ImageFolder they came from (``<split>/<class>/<file>``) in memory, so loading it
 gives exactly the images, labels, class names and order of loading the original
 archive (tests/test_packed.py checks that).
@@ -35,6 +36,7 @@ stream's own CRC-32 over all bytes is always checked by `gzip`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import io
 import os
@@ -43,6 +45,12 @@ import struct
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+
+from keras_gdfr.data.archives import MemoryTree, open_tree
+from keras_gdfr.data.catalog import Catalog
+from keras_gdfr.data.errors import DataError
+from keras_gdfr.data.imagefolder import find_split_prefix, imagefolder_catalog
+from keras_gdfr.data.specs import DatasetSpec
 
 FORMAT = "gdfr-packed-v1"
 SUFFIX = ".tfrecord.gz"
@@ -378,23 +386,21 @@ def pack_imagefolder(source, out, *, dataset: str = "", splits: Sequence[str] = 
                      compresslevel: int = 6) -> PackedData:
     """Pack the ImageFolder `source` (folder, .zip or tar with ``<split>/<class>/<file>``) into `out`.
 
-    Uses the imagefolder source's own listing (`keras_gdfr.data.sources`), so the
+    Uses the imagefolder source's own listing (`keras_gdfr.data.imagefolder`), so the
     split prefixes, class order and file order are the ones `load_dataset` reads.
     Files are stored as they are (no decoding, no re-encoding). The class names
     must be the same in every split.
     """
-    from keras_gdfr.data import sources
-
-    tree = sources._open_tree(pathlib.Path(source))
+    tree = open_tree(pathlib.Path(source))
     records: list[PackedRecord] = []
     class_names: list[str] | None = None
     for split in splits:
-        catalog = sources._imagefolder_catalog(tree, split, official=False, kind="imagefolder")
+        catalog = imagefolder_catalog(tree, split, official=False, kind="imagefolder")
         if class_names is None:
             class_names = list(catalog.class_names)
         elif list(catalog.class_names) != class_names:
             raise PackedError(f"{source}: split {split!r} has classes {catalog.class_names}, not {class_names}")
-        prefix = sources._find_split_prefix(tree.names(), split, tree.location)  # "[top/]<split>/"
+        prefix = find_split_prefix(tree.names(), split, tree.location)  # "[top/]<split>/"
         payloads = tree.read_many(catalog.members)
         for name, label, payload in zip(catalog.members, catalog.labels, payloads):
             if isinstance(payload, Exception):
@@ -402,3 +408,34 @@ def pack_imagefolder(source, out, *, dataset: str = "", splits: Sequence[str] = 
             records.append(PackedRecord(split=split, path=name[len(prefix):], label=int(label), image=payload))
     write_packed(out, records, class_names=class_names or [], dataset=dataset, compresslevel=compresslevel)
     return read_packed(out)
+
+
+# --------------------------------------------------------------------------------------
+# The "packed" source of `load_dataset`.
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_packed(path: str, mtime_ns: int, size: int) -> tuple[PackedData, MemoryTree]:
+    """One read per file version (train and test come from the same file)."""
+    try:
+        data = read_packed(path)
+    except PackedError as err:
+        raise DataError(str(err)) from err
+    return data, MemoryTree(data.files(), path)
+
+
+def packed_catalog(spec: DatasetSpec, split: str, data_dir) -> Catalog:
+    """The split of a packed file, listed as the ImageFolder it was packed from."""
+    if data_dir is None:
+        raise DataError(f"source 'packed' needs data_dir: a {SUFFIX} file made by `gdfr pack`")
+    path = pathlib.Path(data_dir)
+    if not path.is_file():
+        raise DataError(f"packed file {path} does not exist")
+    stat = path.stat()
+    data, tree = _cached_packed(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if data.dataset and data.dataset != spec.name:
+        raise DataError(f"{path}: packed from {data.dataset!r}, not {spec.name!r}")
+    catalog = imagefolder_catalog(tree, split, official=False, kind="packed")
+    if catalog.class_names != data.class_names:
+        raise DataError(f"{path}: class folders {catalog.class_names} differ from its header's {data.class_names}")
+    return catalog

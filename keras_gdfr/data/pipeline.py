@@ -35,7 +35,7 @@ from keras_gdfr.data.augment import (  # noqa: F401  (re-exported: the pipeline'
     DRAWS, PAD, Augmentation, augment_batch, epoch_plan, finish_labels, ops_for, prepare_image,
     steps_per_epoch, train_resize,
 )
-from keras_gdfr.data.sources import SplitData
+from keras_gdfr.data.split import SplitData
 from keras_gdfr.data.tf_runtime import import_tensorflow
 
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 
+# A spec image_size at or above this is a 256-px dataset: its split keeps encoded files
+# (keras_gdfr.data.decode) and it takes the 256-px augmentation (keras_gdfr.data.augment).
+LARGE_IMAGE_SIZE = 64
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -58,6 +58,7 @@ class FGCM(keras.layers.Layer):
 
     def __init__(self, gaussian_size: int = 5, sigma: float = 1.0, data_format: str | None = None, **kwargs):
         super().__init__(**kwargs)
+        # Keras-style argument checks: every layer repeats this shape, with its own arguments.
         if gaussian_size < 1 or gaussian_size % 2 == 0:
             raise ValueError(f"gaussian_size must be a positive odd integer. Received: gaussian_size={gaussian_size}")
         if sigma <= 0:

@@ -156,9 +156,9 @@ def _load_weights(model: keras.Model, path) -> None:
         return
     if path.suffix != ".keras":
         raise ValueError(f"weights must be a .weights.h5 or .keras file. Received: weights={str(path)!r}")
-    from keras_gdfr.saving import load_model
-
-    source = load_model(path, compile=False)
+    # Not keras_gdfr.saving.load_model: that module belongs to training (it registers the
+    # optimizer); without compiling only the layers are needed, registered by keras_gdfr.layers.
+    source = keras.saving.load_model(path, compile=False)
     source_layers = {layer.name: layer for layer in source.layers}
     for layer in model.layers:
         if not layer.weights or layer.name not in source_layers:

@@ -160,21 +160,10 @@ class Run:
             value = max(values) if values else None
         return value
 
-    @property
-    def params(self):
-        return self.run_start.get("params")
-
-    @property
-    def macs(self):
-        return self.run_start.get("macs")
-
-    @property
-    def train_size(self):
-        return self.run_start.get("train_size")
-
-    @property
-    def test_size(self):
-        return self.run_start.get("test_size")
+    params = property(lambda self: self.run_start.get("params"), doc="The run_start's parameter count.")
+    macs = property(lambda self: self.run_start.get("macs"), doc="The run_start's MACs per image.")
+    train_size = property(lambda self: self.run_start.get("train_size"), doc="Training images used.")
+    test_size = property(lambda self: self.run_start.get("test_size"), doc="Test images used.")
 
 
 def _find_value(tree, names: tuple[str, ...]):

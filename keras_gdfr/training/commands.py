@@ -126,7 +126,7 @@ def _warnings_in_one_line() -> None:
     """A DataWarning (skipped images) as one "warning: ..." line, without Python's source line under it."""
     import warnings
 
-    from keras_gdfr.data.sources import DataWarning
+    from keras_gdfr.data.errors import DataWarning
 
     show = warnings.showwarning
 
@@ -160,7 +160,7 @@ def schedule_line(train) -> str:
 
 
 def _train(recipe, run_path, run_dir, *, resume: bool):
-    from keras_gdfr.data.sources import DataError
+    from keras_gdfr.data.errors import DataError
     from keras_gdfr.training.checkpoints import CheckpointError
     from keras_gdfr.training.run import DiskFull, RunError, default_run_dir, run
 
@@ -211,7 +211,7 @@ def eval_command(target, data, recipe_path, out):
         recipe = _with_data(recipe, _absolute(data))
     _ensure_backend(recipe.train.backend)
 
-    from keras_gdfr.data.sources import DataError
+    from keras_gdfr.data.errors import DataError
     from keras_gdfr.saving import load_model, pipeline_model
     from keras_gdfr.training.run import evaluate, load_splits
 

@@ -22,9 +22,9 @@ each global batch. With more than one replica an epoch's last partial batch is c
 to a multiple of the replica count (at most replicas - 1 images of an epoch unseen;
 every replica then has the same batch shape, which jax and tf.distribute need).
 
-Only rank 0 writes the run directory; other ranks' checkpoint/model/JSON writers
-are no-ops (`_silence_writes`), except that a rank's failure is appended as an
-`error` event naming the rank.
+Only rank 0 writes the run directory: the trainer asks `writes()` before each
+checkpoint, model, JSON or TensorBoard write, and other ranks get `NullEvents`,
+which drop every event except a failure, appended as an `error` event naming the rank.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class Topology:
     global_batch: int = 0
     sync_batchnorm: bool = False
     engine: str = "single device"
-    device_names: tuple = ()
+    device_names: tuple = ()  # what it trains on (`cpu:0`, `cuda:1`, ...), run_start's `devices`
     strategy: object = None  # tensorflow's strategy
     wanted: object = "auto"  # train.devices as set
     scope: object = None  # the entered tf.distribute scope
@@ -71,7 +71,8 @@ class Topology:
 
     def summary(self) -> dict:
         """The run_start / gdfr info fields."""
-        return {"replicas": self.replicas, "processes": self.processes, "per_device_batch": self.per_device_batch,
+        return {"devices": list(self.device_names),
+                "replicas": self.replicas, "processes": self.processes, "per_device_batch": self.per_device_batch,
                 "global_batch": self.global_batch, "sync_batchnorm": self.sync_batchnorm,
                 "distribution": self.engine}
 
@@ -86,6 +87,11 @@ def current() -> Topology | None:
 
 def replicas() -> int:
     return _CURRENT.replicas if _CURRENT else 1
+
+
+def writes() -> bool:
+    """Whether this process writes the run directory (one process, or torchrun's rank 0)."""
+    return _CURRENT is None or _CURRENT.writer
 
 
 # ---------------------------------------------------------------------------
@@ -124,7 +130,6 @@ def start(recipe) -> Topology:
     synced = topo.backend == "torch" and topo.replicas > 1 and topo.sync_batchnorm
     batch_norm.TRAINING_HOOK = _synced_batch_norm if synced else None
     if not topo.writer:
-        _silence_writes()
         sys.stdout = open(os.devnull, "w")  # rank 0 shows the progress; errors still reach stderr
     _CURRENT = topo
     return topo
@@ -149,7 +154,7 @@ def _start_jax(wanted) -> Topology:
     n = _count(wanted, len(devices), f"{platform} device(s) visible to jax (simulate more on a CPU with "
                "XLA_FLAGS=--xla_force_host_platform_device_count=N)")
     topo = Topology("jax", replicas=n, processes=jax.process_count(), rank=jax.process_index(),
-                    device_names=tuple(str(d) for d in devices[:n]))
+                    device_names=tuple(f"{d.platform}:{d.id}" for d in devices[:n]))
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices[:n]) if n > 1 else None)
     if n > 1:
         topo.engine = f"{ENGINES['jax']} over {n} {platform} devices"
@@ -163,7 +168,8 @@ def _start_tensorflow(wanted) -> Topology:
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
         ctx = strategy.cluster_resolver.task_id if strategy.cluster_resolver else 0
         topo = Topology("tensorflow", replicas=strategy.num_replicas_in_sync, processes=_tf_workers(),
-                        rank=int(ctx or 0), engine="tf.distribute.MultiWorkerMirroredStrategy", strategy=strategy)
+                        rank=int(ctx or 0), engine="tf.distribute.MultiWorkerMirroredStrategy", strategy=strategy,
+                        device_names=tuple(strategy.extended.worker_devices))  # this worker's
         _enter_scope(topo)
         return topo
     gpus = tf.config.list_physical_devices("GPU")
@@ -209,7 +215,7 @@ def _start_torch(wanted) -> Topology:
             raise DistributedError(
                 f"train.devices = {wanted} on torch: start one process per device with "
                 f"`torchrun --nproc-per-node {wanted} -m keras_gdfr.cli train ...` (docs/distributed.md)")
-        return Topology("torch")
+        return Topology("torch", device_names=(_torch_device(0),))
     import torch
     import torch.distributed as dist
 
@@ -225,8 +231,15 @@ def _start_torch(wanted) -> Topology:
         dist.init_process_group("nccl" if cuda else "gloo")
         atexit.register(_end_process_group)
     topo = Topology("torch", replicas=world, processes=world, rank=rank, local_rank=local_rank,
-                    engine=f"{ENGINES['torch']} ({dist.get_backend()}) over {world} processes")
+                    engine=f"{ENGINES['torch']} ({dist.get_backend()}) over {world} processes",
+                    device_names=tuple(_torch_device(r) for r in range(world)))  # one a rank
     return topo
+
+
+def _torch_device(rank: int) -> str:
+    import torch
+
+    return f"cuda:{rank}" if torch.cuda.is_available() else f"cpu:{rank}"
 
 
 def _end_process_group() -> None:
@@ -420,17 +433,6 @@ def _sync_moments_function():
 
     _SYNC_FUNCTION = _SyncMoments
     return _SYNC_FUNCTION
-
-
-def _silence_writes() -> None:
-    """Ranks > 0 run the same loop as rank 0 but must not write the run directory."""
-    from keras_gdfr.training import checkpoints
-
-    checkpoints.save_checkpoint = lambda run_dir, model, optimizer, state: (
-        pathlib.Path(run_dir) / checkpoints.CHECKPOINT_DIR / f"epoch-{int(state['epoch']):04d}")
-    checkpoints.save_best = lambda run_dir, model: pathlib.Path(run_dir) / checkpoints.CHECKPOINT_DIR
-    checkpoints.save_model = lambda model, path: pathlib.Path(path)
-    checkpoints.atomic_write_text = lambda path, text: None
 
 
 class NullEvents:

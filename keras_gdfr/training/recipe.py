@@ -105,6 +105,11 @@ def _did_you_mean(word: str, options: Iterable[str], prefix: str = "") -> str:
     return f"; did you mean {prefix + close[0]!r}?" if close else ""
 
 
+def _hint_or_known(hint: str, label: str, options: Iterable[str]) -> str:
+    """An unknown name's suffix: the did-you-mean when there is one, else what is known."""
+    return hint or f" ({label}: {', '.join(options)})"
+
+
 def _integer(minimum: int | None = None) -> Check:
     wanted = "an integer" + (f" >= {minimum}" if minimum is not None else "")
 
@@ -134,16 +139,17 @@ def _number(low: float, high: float = math.inf, *, low_open: bool = False, high_
     return check
 
 
-def _boolean(value):
-    if not isinstance(value, bool):
-        raise _Invalid(f"expected true or false, got {_shown(value)}")
-    return value
+def _of_type(kind: type, wanted: str) -> Check:
+    def check(value):
+        if not isinstance(value, kind):
+            raise _Invalid(f"expected {wanted}, got {_shown(value)}")
+        return value
+
+    return check
 
 
-def _string(value):
-    if not isinstance(value, str):
-        raise _Invalid(f"expected a string, got {_shown(value)}")
-    return value
+_boolean = _of_type(bool, "true or false")
+_string = _of_type(str, "a string")
 
 
 def _choice(options: Sequence, what: str = "") -> Check:
@@ -249,9 +255,8 @@ def _overrides(value):
     checked = {}
     for knob, knob_value in value.items():
         if knob not in _KNOB_CHECKS:
-            hint = _did_you_mean(knob, _KNOB_CHECKS, "model.overrides.")
-            known = "" if hint else f" (knobs: {', '.join(_KNOB_CHECKS)})"
-            raise _Invalid(f"unknown model knob{hint}{known}", subkey=knob)
+            hint = _hint_or_known(_did_you_mean(knob, _KNOB_CHECKS, "model.overrides."), "knobs", _KNOB_CHECKS)
+            raise _Invalid(f"unknown model knob{hint}", subkey=knob)
         try:
             checked[knob] = _KNOB_CHECKS[knob](knob_value)
         except _Invalid as error:
@@ -463,9 +468,8 @@ def _section_hint(name: str) -> str:
 def _check_top_level(raw: Mapping, origin: str, sources: Mapping[str, str]) -> None:
     for name, value in raw.items():
         if name not in _SECTIONS:
-            hint = _section_hint(name)
-            known = "" if hint else f" (sections: {', '.join(_SECTIONS)})"
-            raise _fail(origin, name, f"unknown section{hint}{known}", sources)
+            hint = _hint_or_known(_section_hint(name), "sections", _SECTIONS)
+            raise _fail(origin, name, f"unknown section{hint}", sources)
         if not isinstance(value, Mapping):
             raise _fail(origin, name, f"expected a table [{name}], got {_shown(value)}", sources)
 
@@ -479,9 +483,8 @@ def _resolve_section(
     names = [f.name for f in fields]
     for name in raw:
         if name not in names:
-            hint = _did_you_mean(name, names, f"{section}.")
-            known = "" if hint else f" (keys: {', '.join(names)})"
-            raise _fail(origin, f"{section}.{name}", f"unknown key{hint}{known}", sources)
+            hint = _hint_or_known(_did_you_mean(name, names, f"{section}."), "keys", names)
+            raise _fail(origin, f"{section}.{name}", f"unknown key{hint}", sources)
     values = {}
     for f in fields:
         key = f"{section}.{f.name}"

@@ -24,7 +24,9 @@ import numpy as np
 from keras_gdfr.counting import count_model
 from keras_gdfr.data import device_pipeline, pipeline
 from keras_gdfr.data.augment import Augmentation, prepared_nbytes, steps_per_epoch
-from keras_gdfr.data.sources import DataError, SplitData, load_dataset
+from keras_gdfr.data.errors import DataError
+from keras_gdfr.data.sources import load_dataset
+from keras_gdfr.data.split import SplitData
 from keras_gdfr.data.tf_runtime import TensorFlowMissing, tame_if_installed
 from keras_gdfr.models import GDFRNet
 from keras_gdfr.saving import save_run_model
@@ -276,11 +278,16 @@ class RunMonitor(keras.callbacks.Callback):
         is_best = float(logs["val_accuracy"]) > self.best_val_accuracy
         if is_best:
             self.best_val_accuracy = float(logs["val_accuracy"])
-            checkpoints.save_best(self.run_dir, self.model)
-        state = {"epoch": epoch + 1, "best_val_accuracy": self.best_val_accuracy, "seed": train.seed}
-        path = checkpoints.save_checkpoint(self.run_dir, self.model, self.model.optimizer, state)
+        if distributed.writes():  # torchrun rank > 0 keeps the same books; rank 0 alone saves
+            self._save(epoch + 1, is_best)
         self.epochs_done = epoch + 1
-        self.events.emit("checkpoint", epoch=epoch + 1, path=str(path.relative_to(self.run_dir)), best=is_best)
+
+    def _save(self, epoch: int, is_best: bool) -> None:
+        if is_best:
+            checkpoints.save_best(self.run_dir, self.model)
+        state = {"epoch": epoch, "best_val_accuracy": self.best_val_accuracy, "seed": self.recipe.train.seed}
+        path = checkpoints.save_checkpoint(self.run_dir, self.model, self.model.optimizer, state)
+        self.events.emit("checkpoint", epoch=epoch, path=str(path.relative_to(self.run_dir)), best=is_best)
 
 
 # ---------------------------------------------------------------------------
@@ -340,8 +347,7 @@ def _fit(model, recipe, train_data, test_data, run_dir, events, initial_epoch, b
     # The monitor first: it decides which epochs count, the TensorBoard writer follows it.
     kept = lambda epoch: monitor.epochs_done == epoch  # noqa: E731
     callbacks = [monitor]
-    topology = distributed.current()
-    if topology is None or topology.writer:  # ranks > 0 write nothing into the run directory
+    if distributed.writes():  # ranks > 0 write nothing into the run directory
         callbacks.append(tensorboard_callback(run_dir, recipe, steps, kept))
     model.fit(
         train_ds, epochs=train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
@@ -486,17 +492,6 @@ def _resume_point(run_dir: pathlib.Path) -> pathlib.Path | None:
     return checkpoint
 
 
-def _devices() -> list[str]:
-    """The devices the backend trains on (`cpu:0`, `cuda:0`, ...), for readers such as gdfr-tui."""
-    try:
-        return [str(d) for d in keras.distribution.list_devices()]
-    except Exception:  # noqa: BLE001 - the torch backend has no distribution API
-        import torch
-
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        return [f"cuda:{i}" for i in range(count)] or ["cpu:0"]
-
-
 def _run(recipe, run_dir, resume, events, stop, started) -> RunResult:
     checkpoint = _resume_point(run_dir) if resume else None  # before the data: a refusal should be quick
     tame_if_installed()  # before set_random_seed imports TensorFlow loudly and with the GPUs
@@ -518,7 +513,7 @@ def _run(recipe, run_dir, resume, events, stop, started) -> RunResult:
         epochs=recipe.train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
         batch_size=recipe.train.batch_size, train_size=len(train_data), test_size=len(test_data),
         class_names=train_data.class_names, data=train_data.description, pid=os.getpid(),
-        pipeline=choice, pipeline_reason=reason, devices=_devices(), **distributed.current().summary(),
+        pipeline=choice, pipeline_reason=reason, **distributed.current().summary(),
     )
     monitor = None
     epochs_done = initial_epoch
@@ -535,10 +530,12 @@ def _run(recipe, run_dir, resume, events, stop, started) -> RunResult:
     if stop.signal_name or epochs_done < recipe.train.epochs:
         events.emit("run_end", status="interrupted", epoch=epochs_done, seconds=seconds(), best_val_accuracy=best, test=None)
         return RunResult(run_dir, "interrupted", epochs_done, None)
-    save_run_model(model, recipe, run_dir, train_data.class_names,
-                   save=checkpoints.save_model)  # raw 0-255 images in (keras_gdfr.saving)
+    if distributed.writes():  # torchrun rank > 0 trains and evaluates, rank 0 alone writes
+        save_run_model(model, recipe, run_dir, train_data.class_names,
+                       save=checkpoints.save_model)  # raw 0-255 images in (keras_gdfr.saving)
     report = evaluate(model, test_data, recipe, MODEL_FILE)
-    _write_json(run_dir / EVAL_FILE, report)
+    if distributed.writes():
+        _write_json(run_dir / EVAL_FILE, report)
     test = {"accuracy": report["accuracy"], "loss": report["loss"]}
     events.emit("run_end", status="completed", epoch=epochs_done, seconds=seconds(), best_val_accuracy=best, test=test)
     return RunResult(run_dir, "completed", epochs_done, test)

@@ -14,8 +14,8 @@ without any extra state.
 
 This module is plain Python and imports no Keras, so that the recipe checks
 (and the launcher, which must stay Keras-free) can use it. `MultiStepLR`, a Keras
-object, lives in `keras_gdfr.training.optimizer`; `schedule.MultiStepLR` still
-works and imports it (and Keras) on first use.
+object, lives in `keras_gdfr.training.optimizer`, which imports this module (never
+the other way round).
 
 Milestone scaling (`scale_milestones`, used for `--epochs N`): each milestone `m`
 of an `E`-epoch schedule moves to `floor(m * N / E + 0.5)` (round half up), is
@@ -90,14 +90,3 @@ def lr_at_epoch(
 def rate_after(decays: int, *, lr: float = PAPER_LR, gamma: float = PAPER_GAMMA) -> float:
     """The learning rate after `decays` milestones: `lr * gamma ** decays`, in float64."""
     return float(lr * gamma**decays)
-
-
-def __getattr__(name: str):
-    # `schedule.MultiStepLR` without importing Keras with this module (PEP 562).
-    if name == "MultiStepLR":
-        from keras_gdfr.training.optimizer import MultiStepLR
-
-        return MultiStepLR
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-

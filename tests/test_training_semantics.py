@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_gdfr.data.sources import SplitData
+from keras_gdfr.data.split import SplitData
 from keras_gdfr.training import run
 from keras_gdfr.training.recipe import load_recipe
 

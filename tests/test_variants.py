@@ -50,26 +50,20 @@ def _equals_twin(variant, height, width, num_classes=7, **overrides):
 
 
 def _distinct_structures() -> list[str]:
-    """One variant for each distinct configuration (net5 is gdfrnet, branch-a is net3, ...).
-
-    The r and tconv sweeps keep their ends and the default (r2, r32; k2, k4, k10): the
-    values between change one number FRM's reference tests check at every r and k.
-    """
-    between = {"r4", "r8", "r16", "tconv-k6", "tconv-k8"}
+    """One variant for each distinct configuration (net5 is gdfrnet, branch-a is net3, ...)."""
     seen, names = set(), []
     for name in VARIANTS:
         key = repr(sorted(variant_config(name).items()))
-        if key not in seen and name not in between:
+        if key not in seen:
             seen.add(key)
             names.append(name)
     return names
 
 
-def test_the_twin_sweep_covers_every_structure_but_the_sweeps_middles():
+def test_the_twin_sweep_covers_every_distinct_structure():
     names = _distinct_structures()
-    assert {"gdfrnet", "net1", "net2", "net3", "net4", "tiny", "gdfrnet-dense", "bilinear", "fom-local",
-            "tconv-k2", "tconv-k10", "frm-a", "frm-b", "frm-d", "fgcm-b", "fgcm-c", "fgcm-d", "branch-b",
-            "branch-d", "r2"} == set(names)
+    assert len(names) == 25 and {"gdfrnet", "net1", "net2", "net3", "net4", "tiny", "r2", "r16", "tconv-k10"} <= set(names)
+    assert not {"net5", "branch-a", "frm-c", "r32", "tconv-k4"} & set(names)  # gdfrnet's or net3's twins
 
 
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="the twin is PyTorch")

@@ -168,25 +168,13 @@ class CompiledStep:
 
     def _trace(self, layout, variables, values, structure) -> _Graph:
         import torch
-        from keras.src import tree
-        from torch._subclasses.fake_tensor import FakeTensorMode
-        from torch.fx.experimental.proxy_tensor import make_fx
-        from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
 
-        shape_env = ShapeEnv()
-        fake_mode = FakeTensorMode(shape_env=shape_env)
-
-        def batch_dynamic(t):
-            sizes = [DimDynamic.DYNAMIC] + [DimDynamic.STATIC] * (t.ndim - 1)
-            return fake_mode.from_tensor(t, symbolic_context=StatelessSymbolicContext(dynamic_sizes=sizes))
-
-        fake_values = [fake_mode.from_tensor(v, static_shapes=True) for v in values]
-        fake_structure = tree.map_structure(lambda t: None if t is None else batch_dynamic(t), structure)
-        fake_inputs = [t for t in tree.flatten(fake_structure) if t is not None]
         record = {}
         n = len(values)
 
         def flat_step(*args):
+            from keras.src import tree
+
             state, inputs = list(args[:n]), iter(args[n:])
             x, y, sample_weight = tree.map_structure(lambda t: None if t is None else next(inputs), structure)
             step = _train_step if self.kind == "train" else _test_step
@@ -195,9 +183,39 @@ class CompiledStep:
             record["changed"] = [i for i, (new, old) in enumerate(zip(new_state, state)) if new is not old]
             return [logs[k] for k in record["log_keys"]] + [new_state[i] for i in record["changed"]]
 
+        graph_module, guards, dynamic = self._make_fx(flat_step, values, structure, symbolic_batch=True)
+        if not dynamic:
+            # The trace pinned the batch size (e.g. a batch of 1, which PyTorch specialises):
+            # a graph of static shapes for exactly these inputs.
+            graph_module, guards, dynamic = self._make_fx(flat_step, values, structure, symbolic_batch=False)
+        fn = torch.compile(graph_module, backend=COMPILER, fullgraph=True, dynamic=None)
+        graph = _Graph(fn, guards, record["log_keys"], record["changed"], dynamic)
+        self.graphs.setdefault(layout, []).append(graph)
+        return graph
+
+    def _make_fx(self, flat_step, values, structure, symbolic_batch: bool):
+        """`flat_step` traced on fake inputs -> (graph module, guards(args) -> bool, batch is symbolic)."""
+        import torch
+        from keras.src import tree
+        from torch._subclasses.fake_tensor import FakeTensorMode
+        from torch.fx.experimental.proxy_tensor import make_fx
+        from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
+
+        shape_env = ShapeEnv()
+        fake_mode = FakeTensorMode(shape_env=shape_env)
+
+        def fake_input(t):
+            if not symbolic_batch:
+                return fake_mode.from_tensor(t, static_shapes=True)
+            sizes = [DimDynamic.DYNAMIC] + [DimDynamic.STATIC] * (t.ndim - 1)
+            return fake_mode.from_tensor(t, symbolic_context=StatelessSymbolicContext(dynamic_sizes=sizes))
+
+        fake_values = [fake_mode.from_tensor(v, static_shapes=True) for v in values]
+        fake_inputs = [fake_input(t) for t in tree.flatten(structure) if t is not None]
         try:
             with _symbolic_sizes():
-                graph_module = make_fx(flat_step, tracing_mode="symbolic")(*fake_values, *fake_inputs)
+                graph_module = make_fx(flat_step, tracing_mode="symbolic" if symbolic_batch else "fake")(
+                    *fake_values, *fake_inputs)
         except Exception as error:
             raise RuntimeError(
                 f"train.jit_compile on torch: the {self.kind} step could not be traced into one graph "
@@ -205,16 +223,20 @@ class CompiledStep:
                 "run without jit_compile"
             ) from error
         placeholders = [node.meta["val"] for node in graph_module.graph.nodes if node.op == "placeholder"]
-        code = shape_env.produce_guards_expression(placeholders, ignore_static=True)
+        if not symbolic_batch:
+            shapes = [tuple(t.shape) for t in placeholders]
+            return graph_module, lambda args: [tuple(t.shape) for t in args] == shapes, False
+        # Every size is checked (ignore_static=False): a batch size the trace pinned to a
+        # constant counts as static there and would otherwise go unchecked.
+        code = shape_env.produce_guards_expression(placeholders, ignore_static=False)
 
-        def guards(args, code=code):
+        def guards(args):
             return code is None or shape_env.evaluate_guards_expression(code, args)
 
-        dynamic = all(isinstance(t.shape[0], torch.SymInt) for t in placeholders[n:])
-        fn = torch.compile(graph_module, backend=COMPILER, fullgraph=True, dynamic=None)
-        graph = _Graph(fn, guards, record["log_keys"], record["changed"], dynamic)
-        self.graphs.setdefault(layout, []).append(graph)
-        return graph
+        def symbolic(size):
+            return isinstance(size, torch.SymInt) and bool(shape_env.replace(size.node.expr).free_symbols)
+
+        return graph_module, guards, all(symbolic(t.shape[0]) for t in placeholders[len(values):])
 
 
 def _loss_and_updates(model, trainable, non_trainable, metrics, x, y, sample_weight, training, optimizer_values=None):

@@ -62,12 +62,7 @@ def install(model) -> bool:
     for kind in ("train", "test", "predict"):
         setattr(model, f"make_{kind}_function", types.MethodType(_maker(kind), model))
         setattr(model, f"{kind}_function", None)
-    model._gdfr_compiled_step = True
     return True
-
-
-def installed(model) -> bool:
-    return bool(getattr(model, "_gdfr_compiled_step", False))
 
 
 def _maker(kind: str):
@@ -270,7 +265,7 @@ def _metrics_update(model, metrics, unscaled, x, y, y_pred, sample_weight):
     return logs, [m if n is None else n for n, m in zip(new, metrics)]
 
 
-def _split(model, variables, state, groups):
+def _split(variables, state, groups):
     """The state list cut into the model's variable groups (by identity, in each group's order)."""
     index = {id(v): i for i, v in enumerate(variables)}
     return [[state[index[id(v)]] for v in group] for group in groups]
@@ -290,7 +285,7 @@ def _train_step(model, variables, state, x, y, sample_weight):
 
     optimizer = model.optimizer
     groups = [model.trainable_variables, model.non_trainable_variables, optimizer.variables, model.metrics_variables]
-    trainable, non_trainable, optimizer_values, metrics = _split(model, variables, state, groups)
+    trainable, non_trainable, optimizer_values, metrics = _split(variables, state, groups)
     leaves = [t.detach().requires_grad_(True) for t in trainable]
     with torch.enable_grad():
         loss, unscaled, y_pred, non_trainable, metrics = _loss_and_updates(
@@ -305,7 +300,7 @@ def _train_step(model, variables, state, x, y, sample_weight):
 
 def _test_step(model, variables, state, x, y, sample_weight):
     groups = [model.trainable_variables, model.non_trainable_variables, model.metrics_variables]
-    trainable, non_trainable, metrics = _split(model, variables, state, groups)
+    trainable, non_trainable, metrics = _split(variables, state, groups)
     _, unscaled, y_pred, non_trainable, metrics = _loss_and_updates(
         model, trainable, non_trainable, metrics, x, y, sample_weight, False
     )

@@ -234,7 +234,10 @@ def compile_for_training(model, optimizer, *, label_smoothing: float = LABEL_SMO
     """Compile `model` (logits out) with the paper's loss and the metric every run reports.
 
     Label-smoothed cross-entropy on one-hot targets and `accuracy`: the one place
-    `gdfr train`, `gdfr bench` and the GPU schedule script set them.
+    `gdfr train`, `gdfr bench` and the GPU schedule script set them. With
+    `jit_compile` on torch, the train and test steps are traced once and compiled
+    by `keras_gdfr.training.torch_compile` (Keras's own torch.compile path
+    recompiles its layer machinery); jax and tensorflow use Keras's XLA step.
     """
     model.compile(
         optimizer=optimizer,
@@ -242,3 +245,7 @@ def compile_for_training(model, optimizer, *, label_smoothing: float = LABEL_SMO
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         jit_compile=jit_compile,
     )
+    if jit_compile:
+        from keras_gdfr.training import torch_compile
+
+        torch_compile.install(model)

@@ -44,8 +44,12 @@ def test_a_stale_or_ambiguous_snippet_is_named(mutation, tmp_path):
     assert any(p.startswith("syntax: mutated a.py does not compile") for p in problems)
 
 
-def test_selection_expands_groups_once(mutation):
-    mutant = mutation.Mutant("m", "a.py", "a", "b", "-", ("@train", "tests/test_schedule.py"))
-    args = mutation.selection(mutant)
-    assert args == list(mutation.GROUPS["train"])
-    assert len(args) == len(set(args))
+def test_selection_expands_groups_once_and_drops_missing_optional_files(mutation, tmp_path, monkeypatch):
+    monkeypatch.setitem(mutation.GROUPS, "g", ("tests/a.py", "?tests/b.py::test_x", "tests/a.py::test_y"))
+    mutant = mutation.Mutant("m", "a.py", "a", "b", "-", ("@g", "tests/a.py"))
+    assert mutation.selection(mutant) == ["tests/a.py", "tests/b.py::test_x", "tests/a.py::test_y"]
+    assert mutation.selection(mutant, root=tmp_path) == ["tests/a.py", "tests/a.py::test_y"]
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "b.py").write_text("")
+    assert mutation.selection(mutant, ("-k", "x"), root=tmp_path) == [
+        "tests/a.py", "tests/b.py::test_x", "tests/a.py::test_y", "-k", "x"]

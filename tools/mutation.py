@@ -58,7 +58,8 @@ class Mutant:
 
 
 # Test selections shared by several mutants. Node ids keep the slow files narrow
-# (tests/test_variants.py's 96 forward passes, the end-to-end trainings).
+# (tests/test_variants.py's 96 forward passes, the end-to-end trainings); "?path" is
+# optional (run where the tree has it, e.g. a branch's new test file).
 GROUPS: dict[str, tuple[str, ...]] = {
     "twin": ("tests/test_native_twin.py",),
     "layers": ("tests/test_layers_reference.py", "tests/test_fgcm.py"),
@@ -77,6 +78,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "tests/test_recipe.py",
         "tests/test_integrity_inputs.py::test_the_evaluation_loss_is_the_validation_loss_even_for_extreme_logits",
         "tests/test_integrity_inputs.py::test_the_schedule_is_printed_epoch_by_epoch",
+        "?tests/test_training_semantics.py",  # issue 14's training-semantics tests, where present
     ),
     "augment": (
         "tests/test_augment.py",
@@ -85,6 +87,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "tests/test_device_pipeline.py::test_resume_from_an_epoch_gives_the_same_batches",
         "tests/test_device_pipeline.py::test_drop_remainder_and_memory_format",
         "tests/test_device_pipeline.py::test_auto_choice_follows_the_memory_budget",
+        "?tests/test_training_semantics.py",
     ),
     "checkpoints": ("tests/test_integrity_checkpoints.py",),
     "resume": ("tests/test_training.py::test_resume_after_sigkill_matches_uninterrupted_run",),
@@ -401,11 +404,18 @@ def check_compiles(mutant: Mutant, text: str) -> None:
             raise TableError(f"{mutant.id}: mutated {mutant.file} is not TOML: {error}") from None
 
 
-def selection(mutant: Mutant, extra: tuple[str, ...] = ()) -> list[str]:
-    """The pytest arguments of a mutant: groups expanded, duplicates dropped, order kept."""
+def selection(mutant: Mutant, extra: tuple[str, ...] = (), root: pathlib.Path | None = None) -> list[str]:
+    """The pytest arguments of a mutant: groups expanded, duplicates dropped, order kept.
+
+    "?path" entries are optional: kept when `root` holds the file (or when no `root` is given).
+    """
     out: list[str] = []
     for item in (*mutant.tests, *extra):
         for arg in GROUPS[item[1:]] if item.startswith("@") else (item,):
+            if arg.startswith("?"):
+                arg = arg[1:]
+                if root is not None and not (root / arg.split("::")[0]).is_file():
+                    continue
             if arg not in out:
                 out.append(arg)
     return out
@@ -432,7 +442,7 @@ def check_table(root: pathlib.Path = REPO, mutants=MUTANTS) -> list[str]:
                 problems.append(f"{mutant.id}: unknown test group {item!r}")
     for name, args in GROUPS.items():
         for arg in args:
-            if not (root / arg.split("::")[0]).is_file():
+            if not arg.startswith("?") and not (root / arg.split("::")[0]).is_file():
                 problems.append(f"group {name}: no test file {arg.split('::')[0]}")
     return problems
 
@@ -548,7 +558,7 @@ def main(argv=None) -> int:
         if not options.no_baseline:
             union: list[str] = []
             for m in mutants:
-                union += [a for a in selection(m, extra) if a not in union]
+                union += [a for a in selection(m, extra, tree) if a not in union]
             wait_for_load(options.max_load)
             outcome, seconds, detail = run_pytest(tree, union, options.timeout * 3)
             print(f"baseline (unmutated, {len(union)} selections): {outcome} in {seconds:.0f} s {detail}", flush=True)
@@ -561,7 +571,7 @@ def main(argv=None) -> int:
             wait_for_load(options.max_load)
             path.write_text(apply(m, original), encoding="utf-8")
             try:
-                outcome, seconds, detail = run_pytest(tree, selection(m, extra), options.timeout)
+                outcome, seconds, detail = run_pytest(tree, selection(m, extra, tree), options.timeout)
             finally:
                 path.write_text(original, encoding="utf-8")
             results.append(dict(id=m.id, outcome=outcome, seconds=round(seconds, 1), detail=detail,

@@ -501,7 +501,8 @@ def run_pytest(tree: pathlib.Path, args: list[str], timeout: float) -> tuple[str
         return "survived", seconds, ""
     if process.returncode == 1 and failed:
         return "caught", seconds, failed[0][:200]
-    last = (failed or output.strip().splitlines() or ["(no output)"])[-1]
+    reasons = [line for line in output.splitlines() if re.match(r"^E\s+\S", line)]  # e.g. an ImportError
+    last = (reasons or failed or output.strip().splitlines() or ["(no output)"])[0 if reasons else -1]
     return "broken", seconds, f"pytest exit {process.returncode}: {last[:200]}"
 
 

@@ -6,7 +6,7 @@ Not part of CI. One command (from the repository root, with the project's venv):
     nice -n 15 python tools/mutation.py                 # every mutant against HEAD's tests
     python tools/mutation.py --list                     # the table
     python tools/mutation.py --only frrb-d-as-c,bn-momentum-0.99
-    python tools/mutation.py --tests-from issue-14-values   # HEAD's code, another ref's tests/ and bench/
+    python tools/mutation.py --ref issue-14-values      # another branch, code and tests (--tests-from R: tests/ + bench/ only)
     python tools/mutation.py --check                    # every snippet found exactly once (tests/test_mutation_table.py)
 
 Why a table and not mutmut: mutmut 3 generates hundreds of operator mutants (most in

@@ -211,3 +211,25 @@ def test_the_recipe_seed_sets_the_initial_weights(tmp_path, monkeypatch):
     first, again, other = kernel(3), kernel(3), kernel(4)
     np.testing.assert_array_equal(first, again)
     assert np.abs(first - other).max() > 1e-3
+
+
+# ---------------------------------------------------------------------------
+# (d) The recipe's momentum and weight decay are the ones the optimizer applies.
+
+
+def test_the_recipes_momentum_and_weight_decay_are_applied():
+    """Two SGD steps by hand: buf = m * buf + g + wd * w; w -= lr * buf (coupled L2, PyTorch's SGD)."""
+    lr, m, wd = 0.1, 0.5, 0.01  # not the paper's 0.9 / 5e-4, so a constant in the code cannot pass
+    recipe = load_recipe("cifar10", sets=[f"train.lr={lr}", f"train.momentum={m}", f"train.weight_decay={wd}"])
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False, name="fc")])
+    w0 = np.array([[1.0], [-2.0]], "float32")
+    model.get_layer("fc").kernel.assign(w0)
+    optimizer = run.compile_model(model, recipe, steps_per_epoch=100)  # epoch 1: the base rate
+    g = np.array([[0.5], [0.25]], "float32")
+    kernel = model.get_layer("fc").kernel
+    buf, w = np.zeros_like(w0), w0.astype(np.float64)
+    for _ in range(2):
+        optimizer.apply([keras.ops.convert_to_tensor(g)], [kernel])
+        buf = m * buf + g + wd * w
+        w = w - lr * buf
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(kernel.value), w, rtol=1e-6, atol=1e-7)

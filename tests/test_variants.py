@@ -104,6 +104,18 @@ def test_full_width_variant_builds_and_counts(variant):
     assert count.params == sum(row.params for row in count.layers)
 
 
+def test_gdfrnet_is_the_papers_configuration():
+    """Written out from the paper / SPEC.md, not read from the variant table the twin also reads."""
+    assert variant_config("gdfrnet") == {
+        "depths": (3, 4, 6, 3), "widths": (64, 128, 256, 512),  # ResNet-34 layout
+        "stem": "3x3",  # 32-px inputs (the recipes switch to 7x7 at 256 px)
+        "frm": True, "frm_position": "C",  # Table 4 scheme C, eq. 14
+        "reduction": 32,  # Table 2 / Fig. 8 (the text's r = 4 is the other reading, docs/architecture.md)
+        "frm_downsample": "depthwise", "upsample": "transposed", "upsample_kernel": 4,  # eq. 2, Table 3 scheme 2
+        "branch_depth": 2, "fgcm_layout": "A", "fom_similarity": "global",  # Tables 5-6
+    }
+
+
 def test_variants_differ_only_in_their_knob():
     net5 = variant_config("net5")
     assert net5 == variant_config("gdfrnet") == {**DEFAULTS}

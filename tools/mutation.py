@@ -61,11 +61,12 @@ class Mutant:
 # (tests/test_variants.py's 96 forward passes, the end-to-end trainings); "?path" is
 # optional (run where the tree has it, e.g. a branch's new test file).
 GROUPS: dict[str, tuple[str, ...]] = {
-    "twin": ("tests/test_native_twin.py",),
+    "twin": ("tests/test_native_twin.py", "tests/test_variants.py::test_every_variant_equals_its_twin"),
     "layers": ("tests/test_layers_reference.py", "tests/test_fgcm.py"),
     "model": (
         "tests/test_backbone.py",
         "tests/test_counting.py",
+        "tests/test_variants.py::test_gdfrnet_is_the_papers_configuration",
         "tests/test_variants.py::test_variants_differ_only_in_their_knob",
         "tests/test_variants.py::test_layer_classes_follow_the_variant",
         "tests/test_variants.py::test_224_gives_7x7_stage4_maps_and_branch_matches_them",
@@ -468,7 +469,7 @@ def make_tree(ref: str, tests_from: str | None) -> pathlib.Path:
 
 def _environment(tree: pathlib.Path) -> dict:
     shared = os.environ.get("GDFR_SHARED_DATA") or str(REPO.parent / "shared" / "data")
-    return {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1",
+    return {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
             "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "torch"), "GDFR_SHARED_DATA": shared}
 
 

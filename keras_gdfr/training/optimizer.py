@@ -234,7 +234,7 @@ def compile_for_training(model, optimizer, *, label_smoothing: float = LABEL_SMO
     """Compile `model` (logits out) with the paper's loss and the metric every run reports.
 
     Label-smoothed cross-entropy on one-hot targets and `accuracy`: the one place
-    `gdfr train`, `gdfr bench` and the GPU schedule script set them. With
+    `gdfr train` and `gdfr bench` set them. With
     `jit_compile` on torch, the train and test steps are traced once and compiled
     by `keras_gdfr.training.torch_compile` (Keras's own torch.compile path
     recompiles its layer machinery); jax and tensorflow use Keras's XLA step.

@@ -19,7 +19,6 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 VARIANT = "tiny"
 
 
-
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("backends")
@@ -34,25 +33,40 @@ def saved_model(tmp_path_factory):
     return tmp, reference
 
 
-def _run(tmp, backend, data_format):
-    output = tmp / f"out-{backend}-{data_format}.npy"
-    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO)}
-    subprocess.run(
-        [sys.executable, "-m", "tests.helpers.run_tiny", str(tmp / "model.weights.h5"),
-         str(tmp / "inputs.npy"), str(output), data_format, VARIANT],
-        check=True, env=env, cwd=REPO, capture_output=True, timeout=600,
-    )
-    return np.load(output)
+# TensorFlow's CPU kernels do not implement NCHW convolutions; torch and jax do.
+FORMATS = {"torch": ("channels_last", "channels_first"), "tensorflow": ("channels_last",),
+           "jax": ("channels_last", "channels_first")}
+
+
+@pytest.fixture(scope="module")
+def outputs(saved_model):
+    """backend -> {data_format: outputs}; one subprocess per backend computes all its formats."""
+    tmp, _ = saved_model
+    done = {}
+
+    def get(backend):
+        if backend not in done:
+            out = tmp / backend
+            out.mkdir()
+            env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO)}
+            subprocess.run(
+                [sys.executable, "-m", "tests.helpers.run_tiny", str(tmp / "model.weights.h5"),
+                 str(tmp / "inputs.npy"), str(out), VARIANT, *FORMATS[backend]],
+                check=True, env=env, cwd=REPO, capture_output=True, timeout=600,
+            )
+            done[backend] = {f: np.load(out / f"out-{f}.npy") for f in FORMATS[backend]}
+        return done[backend]
+
+    return get
 
 
 @pytest.mark.parametrize("backend", ["torch", "tensorflow", "jax"])
-def test_same_outputs_on_every_backend(saved_model, backend):
-    tmp, reference = saved_model
-    np.testing.assert_allclose(_run(tmp, backend, "channels_last"), reference, atol=1e-4, rtol=1e-4)
+def test_same_outputs_on_every_backend(saved_model, outputs, backend):
+    _, reference = saved_model
+    np.testing.assert_allclose(outputs(backend)["channels_last"], reference, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
-def test_channels_first_matches_channels_last(saved_model, backend):
-    # TensorFlow's CPU kernels do not implement NCHW convolutions; torch and jax do.
-    tmp, reference = saved_model
-    np.testing.assert_allclose(_run(tmp, backend, "channels_first"), reference, atol=1e-4, rtol=1e-4)
+def test_channels_first_matches_channels_last(saved_model, outputs, backend):
+    _, reference = saved_model
+    np.testing.assert_allclose(outputs(backend)["channels_first"], reference, atol=1e-4, rtol=1e-4)

@@ -27,6 +27,7 @@ def stderr_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip() and not line.startswith(("I0000", "W0000", "E0000", "WARNING: All log"))]
 
 
+@pytest.mark.slow  # the default run has the simulated ENOSPC of tests/test_integrity_checkpoints.py
 def test_a_full_disk_is_one_line_keeps_the_checkpoint_and_resumes(cifar10_zip, tmp_path):
     result = subprocess.run([REPO / "tests" / "faults" / "disk_full.sh", cifar10_zip, tmp_path], env=ENV, cwd=REPO,
                             capture_output=True, text=True, timeout=600)
@@ -51,6 +52,7 @@ def test_a_full_disk_is_one_line_keeps_the_checkpoint_and_resumes(cifar10_zip, t
     assert [e["initial_epoch"] for e in log if e["event"] == "run_start"] == [0, 1, 1]
 
 
+@pytest.mark.slow  # the default run has one SIGKILL + resume, bit for bit (tests/test_training.py)
 def test_sigkill_at_random_moments_then_resume_matches_a_straight_run(cifar10_zip, tmp_path):
     summary = kill_resume.main(["--data", str(cifar10_zip), "--out", str(tmp_path), "--kills", "2",
                                 "--epochs", "2", "--seed", "13"])

@@ -26,19 +26,35 @@ def mixed_bfloat16():
     keras.mixed_precision.set_global_policy(previous)
 
 
+# TensorFlow's CPU kernels have no NCHW convolution (docs/testing.md).
+FORMATS = {"jax": ("channels_last", "channels_first"), "tensorflow": ("channels_last",), "torch": ("channels_last",)}
+
+
+@pytest.fixture(scope="module")
+def harness_results(tmp_path_factory):
+    """backend -> {data_format: {layer: "ok" | error}}; one subprocess per backend for all its formats."""
+    done = {}
+
+    def get(backend):
+        if backend not in done:
+            output = tmp_path_factory.mktemp(f"harness-{backend}") / "harness.json"
+            env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO)}
+            subprocess.run([sys.executable, "-m", "tests.helpers.layer_harness", str(output), *FORMATS[backend]],
+                           check=True, env=env, cwd=REPO, capture_output=True, timeout=900)
+            done[backend] = json.loads(output.read_text())
+        return done[backend]
+
+    return get
+
+
 @pytest.mark.parametrize(
     "backend, data_format",
-    # TensorFlow's CPU kernels have no NCHW convolution (docs/testing.md).
     [("jax", "channels_last"), ("tensorflow", "channels_last"), ("torch", "channels_last"), ("jax", "channels_first")],
 )
-def test_keras_layer_harness_passes_with_its_mixed_precision_check(backend, data_format, tmp_path):
+def test_keras_layer_harness_passes_with_its_mixed_precision_check(backend, data_format, harness_results):
     # keras.src.testing.TestCase.run_layer_test, mixed-precision check on (Keras itself skips
     # it on torch without CUDA; the helper then runs a mixed_bfloat16 forward pass instead).
-    output = tmp_path / "harness.json"
-    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO)}
-    subprocess.run([sys.executable, "-m", "tests.helpers.layer_harness", str(output), data_format],
-                   check=True, env=env, cwd=REPO, capture_output=True, timeout=900)
-    results = json.loads(output.read_text())
+    results = harness_results(backend)[data_format]
     assert results == {"FRM": "ok", "FGCM": "ok", "FOM": "ok", "FRRB": "ok"}, results
 
 

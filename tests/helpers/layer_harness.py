@@ -1,7 +1,8 @@
 """Subprocess helper: Keras's own layer test harness on the paper's layers, one backend.
 
-Usage: python -m tests.helpers.layer_harness OUTPUT.json [DATA_FORMAT] (KERAS_BACKEND set by the
-caller; DATA_FORMAT channels_last (default) or channels_first, shapes transposed to match).
+Usage: python -m tests.helpers.layer_harness OUTPUT.json [DATA_FORMAT...] (KERAS_BACKEND set by the
+caller; DATA_FORMAT channels_last (default) and/or channels_first, shapes transposed to match; one
+process for all of them, as each start of Keras and a backend costs seconds).
 
 Runs `keras.src.testing.TestCase.run_layer_test` (build, serialization, symbolic
 and eager calls, a training step, and its mixed-precision check: the layer built
@@ -9,7 +10,7 @@ with `dtype="mixed_float16"` must return its compute dtype and keep float32
 weights) on FRM, FGCM, FOM and FRRB. Keras skips the mixed-precision check on
 torch without CUDA (torch's CPU kernels lack half-precision conv backward), so on
 torch this helper also runs a forward pass under `mixed_bfloat16` and checks the
-dtypes itself. Writes {layer: "ok" | error text} to OUTPUT.json.
+dtypes itself. Writes {data_format: {layer: "ok" | error text}} to OUTPUT.json.
 """
 
 from __future__ import annotations
@@ -73,8 +74,8 @@ def _torch_mixed_forward(layer_cls, kwargs, input_shape) -> None:
         raise AssertionError(f"weights not float32: {wrong}")
 
 
-def main(output_path: str, data_format: str = "channels_last") -> None:
-    harness = _Harness()
+def check_layers(harness: TestCase, data_format: str) -> dict:
+    """{layer: "ok" | error text} for every case in `data_format`."""
     results = {}
     for name, (layer_cls, kwargs, input_shape, output_shape) in CASES.items():
         kwargs = {**kwargs, "data_format": data_format}
@@ -89,6 +90,12 @@ def main(output_path: str, data_format: str = "channels_last") -> None:
             results[name] = "ok"
         except Exception:  # reported, the test asserts on it
             results[name] = traceback.format_exc(limit=4)[-2000:]
+    return results
+
+
+def main(output_path: str, *data_formats: str) -> None:
+    harness = _Harness()
+    results = {data_format: check_layers(harness, data_format) for data_format in data_formats or ("channels_last",)}
     with open(output_path, "w") as file:
         json.dump(results, file)
 

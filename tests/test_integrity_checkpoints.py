@@ -184,3 +184,27 @@ def test_best_weights_without_a_checkpoint_start_over(tmp_path):
     """Killed between epoch 1's best weights and its checkpoint (found by tests/faults/kill_resume.py)."""
     checkpoints.save_best(tmp_path, small_model())
     assert checkpoints.find_checkpoint(tmp_path) == (None, None)
+
+
+def test_an_equal_best_accuracy_keeps_the_first_epochs_best_weights(tmp_path):
+    """best.weights.h5 is the first epoch that reached the best accuracy, as the events' `best` flags and
+    the report's best_epoch say (a later tie does not replace it)."""
+    from keras_gdfr.training.recipe import load_recipe
+    from keras_gdfr.training.run import RunMonitor, StopRequest
+
+    recipe = load_recipe("recipes/cifar10.toml", variant="tiny", epochs=3)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="fc")])
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    kernel = model.get_layer("fc").kernel
+    with EventWriter(tmp_path) as events, StopRequest() as stop:
+        monitor = RunMonitor(tmp_path, events, recipe, steps=1, stop=stop, best=-1.0)
+        monitor.set_model(model)
+        for epoch, accuracy in enumerate([0.5, 0.5, 0.25]):
+            monitor.on_epoch_begin(epoch)
+            monitor.on_train_batch_end(0, {"loss": 1.0})
+            kernel.assign(np.full((4, 2), epoch + 1, "float32"))  # each epoch's weights told apart
+            monitor.on_epoch_end(epoch, {"loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": accuracy})
+    assert [e["best"] for e in read_events(tmp_path) if e["event"] == "checkpoint"] == [True, False, False]
+    model.load_weights(tmp_path / checkpoints.CHECKPOINT_DIR / checkpoints.BEST)
+    assert np.all(keras.ops.convert_to_numpy(kernel.value) == 1)  # epoch 1's

@@ -207,19 +207,30 @@ def test_cli_errors_are_one_clear_line(tmp_path, cifar10_zip):
     assert not_a_run.returncode == 2 and "not a run directory" in not_a_run.stderr
 
 
-def test_info_reports_schedule_and_counts():
-    result = gdfr("info", "recipes/cifar10.toml", "--variant", "net2", "--json", check=True)
-    facts = json.loads(result.stdout)
+def in_process(*args) -> str:
+    """A read-only command's stdout, run in this process (no 3-5 s interpreter start)."""
+    from click.testing import CliRunner
+
+    from keras_gdfr.cli import main
+
+    outcome = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert outcome.exit_code == 0, outcome.output
+    return outcome.stdout
+
+
+def test_info_reports_schedule_and_counts(monkeypatch):
+    monkeypatch.chdir(REPO)  # the recipes' relative paths
+    facts = json.loads(in_process("info", "recipes/cifar10.toml", "--variant", "net2", "--json"))
     assert facts["params"] == 21_282_122 and facts["macs"] == 1_159_402_496
     assert facts["batch_size"] == 128 and facts["milestones"] == [60, 120, 160] and facts["epochs"] == 200
-    text = gdfr("info", "recipes/imagenette.toml", "--variant", "tiny", "--epochs", 100, check=True).stdout
+    text = in_process("info", "recipes/imagenette.toml", "--variant", "tiny", "--epochs", 100)
     assert "batch 64" in text and "30/60/80 of 100" in text
     # 256 px: every variant takes ResNet-34's 7x7 stem + max-pool (net2 = net1 there).
-    large = json.loads(gdfr("info", "recipes/imagenette.toml", "--variant", "net2", "--json", check=True).stdout)
+    large = json.loads(in_process("info", "recipes/imagenette.toml", "--variant", "net2", "--json"))
     assert large["overrides"] == {"stem": "7x7"} and large["params"] == 21_289_802
 
 
 def test_recipes_lists_recipes_and_variants():
-    text = gdfr("recipes", check=True).stdout
+    text = in_process("recipes")
     for name in ("cifar10", "cifar100", "svhn", "gtsrb", "imagenette", "imagewoof", "net1", "gdfrnet-dense", "tiny"):
         assert name in text

@@ -58,9 +58,19 @@ VARIANTS: dict[str, dict] = {
     # The test/smoke model: every module, narrow and shallow.
     "tiny": dict(
         depths=(1, 1, 1, 1), widths=(16, 32, 64, 128), reduction=8,
-        description="narrow, shallow GDFRNet with every module (~0.8 M params) for tests and smoke runs",
+        description="narrow, shallow GDFRNet with every module (0.71 M params) for tests and smoke runs",
     ),
 }
+
+# Table 9's ladder at `tiny`'s widths (16-128, one block a stage, FRM r=8): the networks
+# the project trains on a CPU (docs/results). tiny-net5 is `tiny` under its ladder name.
+_TINY = {k: VARIANTS["tiny"][k] for k in ("depths", "widths", "reduction")}
+for _net in ("net2", "net3", "net4", "net5"):
+    _knobs = {k: v for k, v in VARIANTS[_net].items() if k != "description"}
+    _what = "= tiny" if _net == "net5" else VARIANTS[_net]["description"].split(": ", 1)[-1]
+    VARIANTS[f"tiny-{_net}"] = dict(
+        _TINY, **_knobs, description=f"{_net} at tiny's widths 16-128, one block a stage, r=8 ({_what})"
+    )
 
 # Table 3: transposed-conv kernel k (stride 2, padding (k-2)/2).
 for _k in (2, 4, 6, 8, 10):

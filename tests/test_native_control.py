@@ -21,7 +21,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "torch", reason="the control is PyTorch")
+pytestmark = [
+    pytest.mark.skipif(keras.backend.backend() != "torch", reason="the control is PyTorch"),
+    pytest.mark.filterwarnings("ignore::keras_gdfr.data.errors.DataWarning"),  # 20 images, not CIFAR-10's 50,000
+]
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "bench"))
 
 CLASSES = [f"c{k}" for k in range(10)]
@@ -68,6 +71,7 @@ def test_control_run_equals_the_keras_trainers_run(tmp_path):
     import native_train
     import torch
 
+    from keras_gdfr.report.runs import load_run
     from keras_gdfr.training import run
 
     data = _noise_images(tmp_path / "data", {"train": 2, "test": 1})
@@ -93,6 +97,7 @@ def test_control_run_equals_the_keras_trainers_run(tmp_path):
         # running_var: PyTorch averages the unbiased batch variance, Keras the biased (docs/architecture.md).
         rtol = 2e-2 if name.endswith("running_var") else 1e-4
         np.testing.assert_allclose(value.numpy(), expected[name].numpy(), rtol=rtol, atol=1e-5, err_msg=name)
+    assert [load_run(d).label for d in (keras_dir, native_dir)] == ["tiny-net2", "tiny-net2 [native-torch]"]
     mine, theirs = (json.loads((d / "eval.json").read_text()) for d in (native_dir, keras_dir))
     assert mine["confusion_matrix"] == theirs["confusion_matrix"]
     assert mine["loss"] == pytest.approx(theirs["loss"], rel=1e-4)
@@ -126,3 +131,33 @@ def test_first_step_of_gdfrnet_tiny_equals_the_keras_trainers(tmp_path):
         update, keras_update = twin.state_dict()[name] - before[name], value.detach() - before[name]
         assert float(update.norm()) > 0, name
         assert float((update - keras_update).norm()) <= 1e-2 * float(keras_update.norm()) + 1e-7, name
+
+
+def test_an_interrupted_control_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    import native_train
+    import torch
+
+    recipe = _recipe(_noise_images(tmp_path / "data", {"train": 2, "test": 1}), "tiny-net2")
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    native_train.run(recipe, whole, resume=False)
+
+    save = native_train.save_checkpoint
+
+    def save_then_stop(run_dir, twin, optimizer, schedule, epoch):
+        save(run_dir, twin, optimizer, schedule, epoch)
+        raise KeyboardInterrupt  # Ctrl-C (or SIGTERM, which main() turns into one) right after epoch 1's checkpoint
+
+    monkeypatch.setattr(native_train, "save_checkpoint", save_then_stop)
+    assert native_train.run(recipe, cut, resume=False) is None
+    assert torch.load(cut / native_train.CHECKPOINT, weights_only=True)["epoch"] == 1
+    monkeypatch.setattr(native_train, "save_checkpoint", save)
+    assert native_train.run(native_train.recipe_of(cut), cut, resume=True) is not None
+
+    ends = [[e for e in map(json.loads, (d / "events.jsonl").read_text().splitlines()) if e["event"] == "run_end"]
+            for d in (whole, cut)]
+    assert [e["status"] for e in ends[1]] == ["interrupted", "completed"]
+    assert ends[1][-1]["test"] == ends[0][-1]["test"]
+    keep = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr")
+    assert [{k: e[k] for k in keep} for e in _epoch_ends(cut)] == [{k: e[k] for k in keep} for e in _epoch_ends(whole)]
+    a, b = (torch.load(d / native_train.CHECKPOINT, weights_only=True)["model"] for d in (whole, cut))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -7,7 +7,7 @@ import contextlib
 import keras
 
 from keras_gdfr.layers import _utils as U
-from keras_gdfr.models.gdfrnet import build_features, image_input, normalization_stats, pyramid_outputs, resolve_architecture
+from keras_gdfr.models.gdfrnet import build_features, image_input, normalization_stats, resolve_architecture, set_pyramid_outputs
 from keras_gdfr.variants import DEFAULTS
 
 
@@ -74,7 +74,7 @@ class GDFRNetBackbone(keras.Model):
         self.image_shape = None if image_shape is None else tuple(image_shape)
         self.preprocessing = None if stats is None else [list(stats[0]), list(stats[1])]
         self.data_format = data_format
-        self.pyramid_outputs = pyramid_outputs(self)
+        set_pyramid_outputs(self)
 
     def get_config(self):
         return {

@@ -319,8 +319,14 @@ def GDFRNet(
         from keras_gdfr.models.weights import load_builder_weights
 
         load_builder_weights(model, weights, config)
-    model.pyramid_outputs = pyramid_outputs(model)
+    set_pyramid_outputs(model)
     return model
+
+
+def set_pyramid_outputs(model: keras.Model) -> None:
+    """`model.pyramid_outputs` as a plain dict: not tracked by Keras (which would wrap it in a
+    TrackedDict that jax cannot return from `keras.Model(model.inputs, model.pyramid_outputs)`)."""
+    object.__setattr__(model, "pyramid_outputs", pyramid_outputs(model))
 
 
 # The builder's own arguments (named by the error for an unknown option, beside the knobs).

@@ -42,6 +42,12 @@ class GDFRNetImageConverter(keras.layers.Layer):
         self.normalization = None if mean is None else ImageNormalization(mean, std, data_format=self.data_format, name="normalization")
         self.built = True
 
+    def build(self, input_shape=None):
+        for layer in (self.resizing, self.normalization):
+            if layer is not None:
+                layer.build(input_shape)
+        self.built = True
+
     def call(self, images):
         x = keras.ops.cast(images, "float32")
         if self.resizing is not None:

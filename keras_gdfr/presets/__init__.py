@@ -155,6 +155,7 @@ def _fetch(url: str, file_hash: str | None) -> pathlib.Path:
         raise PresetError(f"preset {url!r}: a preset URL must name a .zip or .tar.gz of a preset directory")
     # Keras's cache folder (KERAS_HOME, default ~/.keras), named here to remove a bad download.
     cache = pathlib.Path(os.environ.get("KERAS_HOME", pathlib.Path.home() / ".keras")) / "keras_gdfr_presets"
+    cache.mkdir(parents=True, exist_ok=True)  # else get_file falls back to /tmp/.keras
     try:
         extracted = keras.utils.get_file(
             file_name, origin=url, file_hash=file_hash, extract=True, cache_dir=str(cache.parent), cache_subdir=cache.name

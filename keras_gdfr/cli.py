@@ -32,7 +32,9 @@ for _command in (bench, pack):
 from keras_gdfr.export import export_command  # noqa: E402  (click only; keras loads in the bodies)
 from keras_gdfr.predict import predict  # noqa: E402
 
-for _command in (predict, export_command):
+from keras_gdfr.presets.commands import preset  # noqa: E402  (click only; keras loads in the bodies)
+
+for _command in (predict, export_command, preset):
     main.add_command(_command)
 
 if __name__ == "__main__":

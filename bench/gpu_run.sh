@@ -61,7 +61,7 @@ if [ "$SMOKE" = 1 ]; then
   S="--variant tiny --batch 16 --steps 2 --warmup 1 --threads 1"
   bench 300 $G $S --precision float32 --data-format channels_last
   bench 300 $G $S --precision mixed_bfloat16 --data-format channels_first
-  bench 300 $G $S --precision mixed_bfloat16 --data-format channels_first --foreach-sgd
+  bench 300 $G $S --precision mixed_bfloat16 --data-format channels_first --per-variable-sgd
   GDFR_FUSED_BN=0 bench 300 $G $S --precision float32 --data-format channels_first
   bench 300 $G --variant net1 --batch 4 --steps 1 --warmup 1 --threads 1 --precision mixed_bfloat16
   bench 300 bench/torch_resnet34.py --batch 4 --steps 1 --warmup 1 --width 8 --no-compile --amp bf16 --no-channels-last
@@ -73,7 +73,7 @@ else
   CF="--precision mixed_bfloat16 --data-format channels_first"
   bench 100 $G --variant gdfrnet $B $CF
   bench 100 $G --variant gdfrnet $B $CF --memory-format channels_last
-  bench 100 $G --variant gdfrnet $B $CF --memory-format channels_last --foreach-sgd
+  bench 100 $G --variant gdfrnet $B $CF --memory-format channels_last --per-variable-sgd
   bench 100 $G --variant gdfrnet $B --precision float32 --data-format channels_last
   bench 80 $G --variant net2 $B $CF --memory-format channels_last
   bench 150 bench/torch_resnet34.py --stem 3x3 --batch 128 --steps 50 --compile --amp bf16 --channels-last

@@ -67,6 +67,8 @@ if [ "$SMOKE" = 1 ]; then
   bench 300 bench/torch_resnet34.py --batch 4 --steps 1 --warmup 1 --width 8 --no-compile --amp bf16 --no-channels-last
   bench 300 $G $S --data "$DATA" --data-limit 512
   bench 300 $G --variant tiny --batch 16 --steps 1 --warmup 1 --threads 1 --against native --rounds 2
+  # The compiled step's path (trace, dynamo, counters) without inductor's minutes of C++ compile.
+  GDFR_TORCH_COMPILER=eager bench 300 $G $S --precision float32 --jit
 else
   # In priority order (the last ones are skipped first when the budget runs out).
   B="--batch 128 --steps 30 --warmup 5"

@@ -111,11 +111,11 @@ def test_sweep_command_passes_train_options_through(tmp_path):
         "--dry-run",
     ])
     assert result.exit_code == 0, result.output
-    first, second = result.output.strip().splitlines()
+    first, second = result.output.strip().splitlines()[-2:]
     options = "--epochs 3 --data /data/cifar10 --limit-train 64 --limit-test 32 --set train.seed=2"
-    assert first.split() == ["net1", "train", "gdfr", "train", "recipes/cifar10.toml", "--variant", "net1",
+    assert first.split() == ["cifar10", "net1", "train", "gdfr", "train", "recipes/cifar10.toml", "--variant", "net1",
                              "--run-dir", str(runs / "cifar10-net1"), *options.split()]
-    assert second.split() == ["net2", "resume", "gdfr", "train", "--resume", str(runs / "cifar10-net2")]
+    assert second.split() == ["cifar10", "net2", "resume", "gdfr", "train", "--resume", str(runs / "cifar10-net2")]
 
 
 def test_sweep_command_rejects_unknown_variants():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import json
 import pathlib
 import sys
@@ -390,3 +391,100 @@ def test_manifest_records_the_grid_once(tmp_path):
     assert manifest["name"] == "again"
     assert [(c["run_dir"], c["seed"]) for c in manifest["cells"]] == [
         ("cifar10-net2-s0", 0), ("cifar10-net5-s0", 0), ("cifar10-net5-s1", 1)]
+
+
+# --- real sweeps: 2 variants x 2 seeds of tiny 1-epoch runs, one run killed mid-epoch --------
+
+REAL_VARIANTS = ["tiny-net2", "tiny-net5"]
+KILLED = "cifar10-tiny-net5-s1"
+
+
+def _real_train_args(cifar10_zip) -> list[str]:
+    return ["--epochs", "1", "--data", str(cifar10_zip), "--limit-train", "128", "--limit-test", "64",
+            "--set", "train.batch_size=16", "--set", "model.overrides.widths=[8,16,16,32]"]
+
+
+def _kill_when_training(run_dir: pathlib.Path, killed: list, timeout: float = 300.0) -> None:
+    """SIGKILL the trainer of `run_dir` as soon as its run_start is written (it is then in epoch 1)."""
+    import signal
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            lines = (run_dir / "events.jsonl").read_text().splitlines()
+        except OSError:
+            lines = []
+        starts = [json.loads(line) for line in lines if '"run_start"' in line]
+        if starts:
+            os.kill(starts[0]["pid"], signal.SIGKILL)
+            killed.append(starts[0]["pid"])
+            return
+        time.sleep(0.02)
+
+
+def _check_real_sweep(steps, runs: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    """Four completed runs; the killed one resumed by a retry; the report shows mean ± std over the seeds."""
+    from keras_gdfr.report.report import write_report
+    from keras_gdfr.report.runs import load_run
+
+    assert sorted((s.run_dir.name, s.returncode, s.attempts) for s in steps) == [
+        ("cifar10-tiny-net2-s0", 0, 1), ("cifar10-tiny-net2-s1", 0, 1),
+        ("cifar10-tiny-net5-s0", 0, 1), ("cifar10-tiny-net5-s1", 0, 2)]
+    killed = load_run(runs / KILLED)
+    kinds = [e["event"] for e in killed.events if e["event"] in ("run_start", "epoch_end", "run_end")]
+    # Killed in epoch 1 (no epoch_end, no run_end), then `gdfr train --resume` trained it to the end.
+    assert kinds == ["run_start", "run_start", "epoch_end", "run_end"] and killed.completed
+    assert killed.recipe["train"]["seed"] == 1 and killed.overrides == {"widths": [8, 16, 16, 32]}
+    path, skipped = write_report([runs], tmp_path / "report", count=False)
+    text = path.read_text()
+    assert skipped == [] and "## Over seeds" in text
+    for variant in REAL_VARIANTS:
+        runs_of = [load_run(runs / f"cifar10-{variant}-s{seed}") for seed in (0, 1)]
+        accuracies = [100 * r.test_accuracy for r in runs_of]
+        mean = sum(accuracies) / 2
+        std = abs(accuracies[0] - accuracies[1]) / 2 ** 0.5  # the sample std of two values
+        assert f"{mean:.2f} ± {std:.2f} (n=2)" in text
+
+
+@pytest.mark.slow
+def test_real_sweep_two_at_once_survives_a_killed_run(tmp_path, cifar10_zip):
+    import threading
+
+    recipe = str(pathlib.Path(__file__).resolve().parents[1] / "recipes" / "cifar10.toml")
+    runs = tmp_path / "runs"
+    killed: list = []
+    watcher = threading.Thread(target=_kill_when_training, args=(runs / KILLED, killed), daemon=True)
+    watcher.start()
+    steps = sweeping.plan_cells([recipe], REAL_VARIANTS, [0, 1], runs)
+    sweeping.run_steps(steps, _real_train_args(cifar10_zip), parallel=2, echo=lambda _: None)
+    watcher.join(1)
+    assert killed, "the run to kill never started"
+    _check_real_sweep(steps, runs, tmp_path)
+    again = sweeping.plan_cells([recipe], REAL_VARIANTS, [0, 1], runs)
+    assert [s.action for s in again] == ["skip"] * 4  # a relaunch has nothing left to do
+
+
+@pytest.mark.slow
+def test_real_sweep_on_a_local_ray_instance_survives_a_killed_run(tmp_path, cifar10_zip):
+    import threading
+
+    ray = pytest.importorskip("ray")
+    from keras_gdfr.report import sweep_ray
+
+    recipe = str(pathlib.Path(__file__).resolve().parents[1] / "recipes" / "cifar10.toml")
+    runs = tmp_path / "runs"
+    killed: list = []
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # local, started and stopped here
+    try:
+        watcher = threading.Thread(target=_kill_when_training, args=(runs / KILLED, killed), daemon=True)
+        watcher.start()
+        steps = sweeping.plan_cells([recipe], REAL_VARIANTS, [0, 1], runs)
+        lines = []
+        sweep_ray.run_on_ray(steps, _real_train_args(cifar10_zip), echo=lines.append)
+        watcher.join(1)
+    finally:
+        ray.shutdown()
+    assert killed, "the run to kill never started"
+    assert f"[sweep 4/4] cifar10 tiny-net5 s1: done after 2 attempts" in lines
+    _check_real_sweep(steps, runs, tmp_path)

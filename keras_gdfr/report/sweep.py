@@ -32,15 +32,13 @@ import time
 from collections.abc import Callable, Sequence
 
 from keras_gdfr.report.runs import RunDirError, is_run_dir, load_run
-from keras_gdfr.training.events import OUTPUT_LOG
+from keras_gdfr.training.events import OUTPUT_LOG, SWEEP_MANIFEST
 
 # Exit statuses of a child stopped by Ctrl-C: 130 by convention, -2 when killed by SIGINT.
 INTERRUPTED_CODES = (130, -2)
 # `gdfr train`'s exit status for a bad recipe or flag: retrying cannot help.
 USAGE_ERROR = 2
 DEFAULT_RETRIES = 2
-MANIFEST = "sweep.json"
-"""The sweep's grid, written into its runs folder (read by gdfr-tui's History)."""
 POLL_S = 0.2
 # Thread-count variables of the backends, set per child when the CPU cores are divided.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
@@ -403,7 +401,7 @@ def write_manifest(runs_dir, steps: list[SweepStep], name: str) -> pathlib.Path:
     {"name": ..., "cells": [{"run_dir": "<folder name>", "recipe", "variant", "seed"}, ...]}:
     gdfr-tui's History shows a sweep's runs together from it.
     """
-    path = pathlib.Path(runs_dir) / MANIFEST
+    path = pathlib.Path(runs_dir) / SWEEP_MANIFEST
     try:
         cells = json.loads(path.read_text()).get("cells", [])
     except (OSError, ValueError, AttributeError):

@@ -326,11 +326,12 @@ def test_cell_cost_and_plan_totals_by_hand(tmp_path):
     # 200 x (50,000 x 6 + 10,000 x 2) x 1.523e9 = 9.7472e16 FLOPs; at 20 TFLOP/s 4873.6 s = 1.354 h
     assert cost.flops() == pytest.approx(9.7472e16)
     steps = sweeping.plan_cells(["cifar10"], ["net5"], [0, 1], tmp_path)
-    text = sweep_plan.plan_text(steps, {id(s): cost for s in steps}, 20.0, "assumed", slots=2, engine="local",
-                                runs_dir=tmp_path)
+    text = sweep_plan.plan_text(steps, {id(s): cost for s in steps}, 20.0, "assumed", slots=2, runs_dir=tmp_path)
     assert text.splitlines()[1].split() == ["cifar10", "net5", "2", "2", "400", "1.523", "2.71"]
     assert "2 runs (2 to train or resume, 0 completed), 400 epochs" in text
-    assert "estimate: 2.7 device-hours at 20 TFLOP/s sustained (assumed); local: about 1.4 h of wall time with 2 at once" in text
+    assert "estimate: 2.7 device-hours at 20 TFLOP/s sustained (assumed); about 1.4 h of wall time with 2 at once" in text
+    on_ray = sweep_plan.plan_text(steps, {id(s): cost for s in steps}, 20.0, "assumed", slots=None, runs_dir=tmp_path)
+    assert on_ray.endswith("(assumed); on Ray, as many at once as the cluster's resources allow")
 
 
 def test_bench_figure_prices_the_plan(tmp_path):

@@ -173,9 +173,8 @@ def sweep(ctx, recipes, table_names, variants, seeds, runs_dir, epochs, data, li
     steps = sweeping.plan_cells(recipes, variants, range(seeds) if seeds else None, runs_dir)
     costs = {id(s): sweep_plan.cell_cost(loaded[s.recipe, s.variant], s, sweep_plan.count_macs(loaded[s.recipe, s.variant]))
              for s in steps}
-    at_once = len(slots) if engine == "local" else "as the cluster allows"
-    click.echo(sweep_plan.plan_text(steps, costs, *throughput, slots=len(slots) or 1, engine=engine, runs_dir=runs_dir)
-               + ("" if engine == "local" else f" (Ray runs {at_once})"))
+    click.echo(sweep_plan.plan_text(steps, costs, *throughput, slots=len(slots) if engine == "local" else None,
+                                    runs_dir=runs_dir))
     if dry_run:
         for step in steps:
             click.echo(f"{step.name:24s} {step.action:7s} gdfr train {' '.join(sweeping.train_arguments(step.recipe, step, train_args))}")

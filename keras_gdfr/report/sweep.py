@@ -430,7 +430,7 @@ def summary(steps: list[SweepStep]) -> str:
                 outcome += f" ({step.attempts} attempts)"
         else:
             outcome = f"exit status {step.returncode}"
-        line = f"{step.name:24s} {outcome:28s} {step.run_dir}"
+        line = f"{step.name:24s} {outcome:36s} {step.run_dir}"
         if step.failed and step.error:
             line += f"\n{'':24s} last error: {step.error}"
         lines.append(line)

@@ -155,8 +155,11 @@ def _duration(seconds: float) -> str:
 
 
 def plan_text(steps: list[SweepStep], costs: dict[int, CellCost], tflops: float, tflops_source: str,
-              slots: int, engine: str, runs_dir) -> str:
-    """The plan: one line per recipe x variant (its seeds together), then the totals."""
+              slots: int | None, runs_dir) -> str:
+    """The plan: one line per recipe x variant (its seeds together), then the totals.
+
+    `slots`: runs at once on this machine (None: on a Ray cluster, as its resources allow).
+    """
     groups: dict[tuple[str, str], list[SweepStep]] = {}
     for step in steps:
         groups.setdefault((recipe_stem(step.recipe), step.variant), []).append(step)
@@ -176,13 +179,16 @@ def plan_text(steps: list[SweepStep], costs: dict[int, CellCost], tflops: float,
         lines.append(f"{recipe:10s} {variant:14s} {len(members):4d} {len(todo):5d} {epochs:7d} "
                      f"{'?' if macs is None else f'{macs / 1e9:.3f}':>7s} {_hours(seconds):>9s}")
     todo = sum(1 for s in steps if s.action != "skip")
-    wall = total_seconds / max(1, min(slots, todo or 1))
+    if slots is None:
+        at_once = "on Ray, as many at once as the cluster's resources allow"
+    else:
+        wall = total_seconds / max(1, min(slots, todo or 1))
+        at_once = f"about {_duration(wall)} of wall time with {slots} at once"
     lines += [
         "",
         f"{len(steps)} runs ({todo} to train or resume, {len(steps) - todo} completed), {total_epochs:,} epochs, "
         f"into {runs_dir}",
         f"estimate: {total_seconds / 3600:,.1f} device-hours{' (+ cells of unknown cost)' if unknown else ''} at "
-        f"{tflops:g} TFLOP/s sustained ({tflops_source}); {engine}: about {_duration(wall)} of wall time "
-        f"with {slots} at once",
+        f"{tflops:g} TFLOP/s sustained ({tflops_source}); {at_once}",
     ]
     return "\n".join(lines)

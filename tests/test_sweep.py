@@ -267,7 +267,7 @@ def test_parallel_runs_overlap_each_in_its_slot_and_a_killed_run_is_resumed(tmp_
     assert float(second[-2]) < float(first[-1]) and {first[-3], second[-3]} == {"0", "1"}
     # With several at once, each child's output goes to its run directory's output.log.
     assert "about to be killed" in (runs / "r-net2-s1" / "output.log").read_text()
-    assert "[sweep 4/4] r net2 s1: exit status -9 (about to be killed); retrying with --resume" in lines
+    assert "[sweep 4/4] r net2 s1: exit status -9 (killed by SIGKILL); retrying with --resume" in lines
 
 
 def test_a_cell_failing_all_its_retries_is_reported_and_the_others_go_on(tmp_path):

@@ -26,6 +26,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -161,7 +162,13 @@ def should_retry(step: SweepStep, retries: int) -> bool:
 
 
 def last_error(step: SweepStep) -> str:
-    """Why a cell failed: its latest `error` event, else the last line of its output.log, else its exit status."""
+    """Why a cell failed: the signal that killed it, else its latest `error` event, else the last line of
+    its output.log, else its exit status."""
+    if step.returncode is not None and step.returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-step.returncode).name}"
+        except ValueError:
+            return f"killed by signal {-step.returncode}"
     try:
         events = load_run(step.run_dir).events
     except RunDirError:

@@ -188,10 +188,7 @@ def sweep(ctx, recipes, table_names, variants, seeds, runs_dir, epochs, data, li
     sweeping.write_manifest(runs_dir, steps, _sweep_name(table_names, recipes, variants, seeds))
     try:
         if engine == "ray":
-            from keras_gdfr.report import sweep_ray
-
-            steps = sweep_ray.run_on_ray(steps, train_args, address=address, retries=retries,
-                                         cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, echo=click.echo)
+            steps = _run_on_ray(steps, train_args, address, retries, cpus_per_run, gpus_per_run)
         else:
             steps = sweeping.run_steps(steps, train_args, retries=retries, slots=slots, echo=click.echo)
     except KeyboardInterrupt:
@@ -210,6 +207,17 @@ def _confirmed() -> bool:
     except click.Abort:  # no answer (end of input, Ctrl-C)
         click.echo("", err=True)
         return False
+
+
+def _run_on_ray(steps, train_args, address, retries, cpus_per_run, gpus_per_run):
+    from keras_gdfr.report import sweep_ray
+
+    try:
+        return sweep_ray.run_on_ray(steps, train_args, address=address, retries=retries,
+                                    cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, echo=click.echo)
+    except sweep_ray.RayEngineError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
 
 
 def _check_ray(address: str | None) -> None:

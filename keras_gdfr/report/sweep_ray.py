@@ -60,7 +60,8 @@ def connect(address: str | None, ray=None):
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = address or "a new local instance"
-        raise RayEngineError(f"could not connect to Ray at {where}: {str(error).splitlines()[0]}") from None
+        hint = "; on a node of the cluster, --address auto" if address and address != "auto" else ""
+        raise RayEngineError(f"could not connect to Ray at {where}: {str(error).splitlines()[0]}{hint}") from None
     return ray
 
 

@@ -384,6 +384,20 @@ def test_ray_engine_missing_or_unreachable_is_one_line(tmp_path, monkeypatch):
     assert result.output.strip() == 'error: the ray engine needs Ray: pip install -e ".[ray]" (or pip install "ray[default]")'
 
 
+def test_sweep_command_names_a_ray_address_that_does_not_answer(tmp_path):
+    import socket
+
+    pytest.importorskip("ray")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = _sweep_cli("cifar10", "--variants", "tiny", "--engine", "ray", "--address", f"127.0.0.1:{port}",
+                        "--runs", str(tmp_path / "r"), "--yes")
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert result.output.startswith(f"error: no Ray cluster answers at 127.0.0.1:{port} (")
+    assert not (tmp_path / "r").exists()
+
+
 def test_manifest_records_the_grid_once(tmp_path):
     steps = sweeping.plan_cells(["cifar10"], ["net2", "net5"], [0], tmp_path)
     sweeping.write_manifest(tmp_path, steps, "table 9 x cifar10")

@@ -22,6 +22,7 @@ from keras_gdfr.training.events import EVAL_FILE as EVAL  # noqa: E402
 from keras_gdfr.training.events import EVENTS_FILE as EVENTS  # noqa: E402
 from keras_gdfr.training.events import OUTPUT_LOG as OUTPUT  # noqa: E402
 from keras_gdfr.training.events import RECIPE_FILE as RECIPE  # noqa: E402
+from keras_gdfr.training.events import SWEEP_MANIFEST  # noqa: E402
 
 FINAL_STATUSES = ("completed", "interrupted", "failed")
 """The `status` values of a `run_end` event."""
@@ -524,6 +525,66 @@ def _not_a_run(path: pathlib.Path) -> str | None:
     if not os.access(path / EVENTS, os.R_OK):
         return "events.jsonl unreadable (permission denied)"
     return None
+
+
+# Sweeps --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepCell:
+    """One cell of a `gdfr sweep` grid: its run directory's name, recipe, variant and seed."""
+
+    run_dir: str
+    recipe: str
+    variant: str
+    seed: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """The grid of the sweep that wrote into a runs folder (its `sweep.json`)."""
+
+    name: str
+    cells: tuple[SweepCell, ...]
+
+    def __contains__(self, path: pathlib.Path) -> bool:
+        return any(cell.run_dir == pathlib.Path(path).name for cell in self.cells)
+
+
+def read_sweep(folder: str | os.PathLike) -> Sweep | None:
+    """The runs folder's sweep, or None (no sweep.json, or one that does not parse)."""
+    document = read_json(pathlib.Path(folder) / SWEEP_MANIFEST)
+    if not isinstance(document, dict) or not isinstance(document.get("cells"), list):
+        return None
+    cells = tuple(
+        SweepCell(str(c["run_dir"]), str(c.get("recipe", "")), str(c.get("variant", "")), _int(c.get("seed")))
+        for c in document["cells"] if isinstance(c, dict) and c.get("run_dir")
+    )
+    return Sweep(str(document.get("name") or "sweep"), cells)
+
+
+def sweep_grid(sweep: Sweep, status: dict[str, tuple[str, "RunRecord"]]) -> list[str]:
+    """The sweep as text: a header with its counts, then one line per recipe x variant with each seed's cell.
+
+    Args:
+        status: run directory name -> (shown status, record) for the cells that have a run directory;
+            the others are `pending`.
+    """
+    rows: dict[tuple[str, str], list[str]] = {}
+    completed = 0
+    for cell in sweep.cells:
+        shown, record = status.get(cell.run_dir, ("pending", None))
+        completed += shown == "completed"
+        if shown == "completed" and record is not None and record.state.test_accuracy is not None:
+            shown = format_percent(record.state.test_accuracy)
+        elif record is not None and shown == "running" and record.state.epochs:
+            shown = f"running {record.state.epoch}/{record.state.epochs}"
+        seed = "" if cell.seed is None else f"s{cell.seed} "
+        rows.setdefault((cell.recipe, cell.variant), []).append(f"{seed}{shown}")
+    lines = [f"sweep {sweep.name}: {completed}/{len(sweep.cells)} completed"]
+    width = max((len(f"{r} {v}") for r, v in rows), default=0)
+    lines += [f"{f'{recipe} {variant}':{width}s}  " + " · ".join(cells) for (recipe, variant), cells in rows.items()]
+    return lines
 
 
 # Run labels ----------------------------------------------------------------------

@@ -349,3 +349,32 @@ async def test_real_training_run(tmp_path, monkeypatch):
         bar = screen.query_one("#epoch-bar", ProgressBar)
         assert (bar.total, bar.progress) == (2, 2)
         assert "test " in text_of(screen.query_one("#run-stats", Static)), log()
+
+
+async def test_history_groups_a_sweeps_runs_and_shows_its_grid(folders):
+    """sweep.json lists the completed tiny run and the interrupted net1 run (+ one not started): they are
+    listed together, labelled, and the detail line shows the grid with each cell's status or accuracy."""
+    import json
+
+    runs = write_fixture_runs(folders[1])
+    cells = [{"run_dir": runs["completed"].name, "recipe": "cifar10", "variant": "tiny", "seed": 0},
+             {"run_dir": runs["interrupted"].name, "recipe": "cifar10", "variant": "net1", "seed": 0},
+             {"run_dir": "cifar10-net1-s1", "recipe": "cifar10", "variant": "net1", "seed": 1}]
+    (folders[1] / "sweep.json").write_text(json.dumps({"name": "tiny,net1 x cifar10 x 2 seeds", "cells": cells}))
+    app = make_app(*folders, model_info=fake_info())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("h")
+        table = app.screen.query_one(RunTable)
+        await wait_for(pilot, lambda: table.row_count == 4, what="four runs")
+        shown = [(row.record.path.name, row.label.endswith(" · sweep")) for row in table.rows_shown.values()]
+        # Newest first (failed, interrupted, completed2, completed), but the sweep's two together, in grid order.
+        assert shown == [(runs["failed"].name, False), (runs["completed"].name, True),
+                         (runs["interrupted"].name, True), (runs["completed2"].name, False)]
+        table.move_cursor(row=table.get_row_index(str(runs["interrupted"])))
+        await pilot.pause(0.2)
+        detail = text_of(app.screen.query_one("#run-detail", Static))
+        assert "sweep tiny,net1 x cifar10 x 2 seeds: 1/3 completed" in detail
+        assert "cifar10 tiny  s0 47.0%" in detail and "cifar10 net1  s0 interrupted · s1 pending" in detail
+        table.move_cursor(row=table.get_row_index(str(runs["completed2"])))
+        await pilot.pause(0.2)
+        assert "sweep" not in text_of(app.screen.query_one("#run-detail", Static))

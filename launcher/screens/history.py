@@ -29,8 +29,8 @@ REFRESH_INTERVAL_S = 2.0
 class HistoryScreen(Screen):
     """Every run directory under the runs folder, refreshed every few seconds.
 
-    Enter opens a run, space marks it, `c` compares the marked runs, `r`
-    resumes and `s` stops the run under the cursor. Directories that are not
+    Enter opens a run, space marks it, `c` compares the marked runs, `ctrl+r`
+    resumes and `ctrl+s` stops (after a yes) the run under the cursor. Directories that are not
     readable runs are skipped with one notification each.
 
     Args:
@@ -39,10 +39,12 @@ class HistoryScreen(Screen):
 
     BINDINGS = [
         Binding("c", "compare", "Compare", id="history.compare"),
-        Binding("r", "resume", "Resume", id="history.resume"),
-        Binding("s", "stop", "Stop", id="history.stop"),
+        # What acts on a run takes a ctrl key (ordinary typing never makes one) and, for
+        # stop and delete, a yes: letters typed outside a field must not act on a run.
+        Binding("ctrl+r", "resume", "Resume", id="history.resume"),
+        Binding("ctrl+s", "stop", "Stop", id="history.stop"),
         Binding("slash", "filter", "Filter", id="history.filter"),
-        Binding("d", "delete", "Delete", id="history.delete"),
+        Binding("ctrl+d", "delete", "Delete", id="history.delete"),
         Binding("p", "show_path", "Path", show=False, id="history.path"),
         Binding("g", "report", "Report", show=False, id="history.report"),
         Binding("escape", "leave_filter", "Leave filter", show=False, id="history.leave_filter"),
@@ -251,7 +253,7 @@ class HistoryScreen(Screen):
     def action_stop(self) -> None:
         row = self._current_row()
         if row is not None:
-            self.app.stop_run(row.record.path)
+            self.app.ask_stop(row.record.path)
 
     def _current_row(self) -> RunRow | None:
         table = self.query_one(RunTable)

@@ -22,6 +22,7 @@ from keras_gdfr.training.events import EVAL_FILE as EVAL  # noqa: E402
 from keras_gdfr.training.events import EVENTS_FILE as EVENTS  # noqa: E402
 from keras_gdfr.training.events import OUTPUT_LOG as OUTPUT  # noqa: E402
 from keras_gdfr.training.events import RECIPE_FILE as RECIPE  # noqa: E402
+from keras_gdfr.training.schedule import lr_at_epoch  # noqa: E402
 
 FINAL_STATUSES = ("completed", "interrupted", "failed")
 """The `status` values of a `run_end` event."""
@@ -229,6 +230,24 @@ class RunState:
             self.apply(event)
 
     # Derived facts -----------------------------------------------------------
+
+    @property
+    def training_lr(self) -> float | None:
+        """The learning rate of the epoch being trained, by `run_start`'s recipe schedule.
+
+        `epoch_end`'s `lr` is the rate of the epoch that ended, one epoch late while
+        the next one trains: it is kept for a run that is not running (its last epoch's
+        rate) and for a recipe without a schedule.
+        """
+        train = (self.recipe or {}).get("train") or {}
+        if self.status != "running" or not isinstance(train, dict) or "lr" not in train or not self.epochs:
+            return self.lr
+        epoch = min(self.progress_epoch or self.epoch + 1, int(self.epochs))
+        try:
+            return lr_at_epoch(epoch, lr=float(train["lr"]), milestones=train.get("milestones") or (),
+                               gamma=float(train.get("lr_gamma", 1.0)))
+        except (TypeError, ValueError):
+            return self.lr
 
     @property
     def epochs_list(self) -> list[EpochRecord]:

@@ -11,23 +11,22 @@ import os
 
 import pytest
 
+from launcher.runs import RunState
 from launcher.screens.confirm import Confirm
 from launcher.screens.history import HistoryScreen
+from launcher.widgets.run_progress import stats_text
 from launcher.widgets.run_table import RunTable
 from tests.test_tui import wait_for
-from tests.test_tui_fixtures import write_fixture_runs
+from tests.test_tui_fixtures import T0, run_start, write_fixture_runs, write_recipes
 from tests.test_tui_monitor import SMALL, app_on
-
-pytestmark = pytest.mark.asyncio
 
 
 @pytest.fixture
 def folders(tmp_path):
-    from tests.test_tui_fixtures import write_recipes
-
     return write_recipes(tmp_path / "recipes"), tmp_path / "runs"
 
 
+@pytest.mark.asyncio
 async def test_typed_text_outside_a_field_leaves_every_run_untouched(tmp_path, folders, monkeypatch):
     """The newcomer's slip: Tab past Limit test onto Launch, then a path typed there, then words on History."""
     runs = write_fixture_runs(folders[1], running_pid=os.getpid())
@@ -52,3 +51,30 @@ async def test_typed_text_outside_a_field_leaves_every_run_untouched(tmp_path, f
         assert not isinstance(app.screen, Confirm)
     assert acted == [] and app.processes == {}
     assert all(path.is_dir() for path in runs.values())
+
+
+def test_the_lr_shown_is_the_epoch_being_trained():
+    """lr 0.1, x0.2 at epoch 1: epoch 1 trains at 0.1, epochs 2 and 3 at 0.02 (the schedule's rule)."""
+    start = run_start("r", "tiny", "cifar10", 3)
+    start["recipe"]["train"] = {"lr": 0.1, "milestones": [1], "lr_gamma": 0.2, "epochs": 3}
+    state = RunState()
+    state.apply(start)
+    shown = [lr_of(state)]  # during epoch 1
+    for epoch, lr in ((1, 0.1), (2, 0.02), (3, 0.02)):
+        state.apply(dict(event="progress", time=T0 + epoch, epoch=epoch, step=8, steps=16, loss=2.0, accuracy=0.3))
+        shown.append(lr_of(state))  # during epoch `epoch`
+        state.apply(dict(event="epoch_end", time=T0 + epoch + 0.5, epoch=epoch, epochs=3, loss=2.0, accuracy=0.3,
+                         val_loss=2.0, val_accuracy=0.3, lr=lr, seconds=1.0))
+        shown.append(lr_of(state))  # between epochs: the next one's
+    state.apply(dict(event="run_end", time=T0 + 9, status="completed", epoch=3))
+    assert shown == ["0.1", "0.1", "0.02", "0.02", "0.02", "0.02", "0.02"]
+    assert lr_of(state) == "0.02"  # a finished run: its last epoch's rate
+    # A recipe without a schedule (an older run_start): the last epoch_end's rate.
+    plain = RunState()
+    plain.apply(run_start("r", "tiny", "cifar10", 3))
+    plain.apply(dict(event="epoch_end", time=T0, epoch=1, lr=0.1, val_accuracy=0.3))
+    assert lr_of(plain) == "0.1"
+
+
+def lr_of(state: RunState) -> str:
+    return stats_text(state).plain.split(" · ")[0].removeprefix("lr ")

@@ -100,7 +100,7 @@ def stats_text(state: RunState, status: str | None = None) -> Text:
     `status` is the shown one: a crashed run has no ETA and no live train accuracy.
     """
     parts = [
-        ("lr ", format_number(state.lr)),
+        ("lr ", format_number(state.training_lr)),
         ("", f"{format_duration(state.mean_epoch_seconds)}/epoch"),
     ]
     eta = state.eta_seconds(status)

@@ -31,6 +31,7 @@ from keras_gdfr.data.tf_runtime import TensorFlowMissing, tame_if_installed
 from keras_gdfr.models import GDFRNet
 from keras_gdfr.saving import save_run_model
 from keras_gdfr.training import checkpoints, distributed
+from keras_gdfr.training.extend import extension_fields
 from keras_gdfr.training.events import (
     EVAL_FILE, EVENTS_FILE, LOCK_FILE, MODEL_FILE, OUTPUT_LOG, RECIPE_FILE, EventWriter, read_events,
 )
@@ -434,6 +435,8 @@ def _run_locked(recipe: Recipe, run_dir: pathlib.Path, resume: bool) -> RunResul
     started = time.perf_counter()
     with EventWriter(run_dir) as events, StopRequest() as stop:
         try:
+            if resume:
+                _record_new_length(recipe, run_dir, events)
             return _run(recipe, run_dir, resume, events, stop, started)
         except KeyboardInterrupt:
             _emit_if_possible(events, "run_end", status="interrupted", epoch=_epochs_done(run_dir),
@@ -445,6 +448,15 @@ def _run_locked(recipe: Recipe, run_dir: pathlib.Path, resume: bool) -> RunResul
             _emit_if_possible(events, "run_end", status="failed", epoch=_epochs_done(run_dir),
                               seconds=time.perf_counter() - started, best_val_accuracy=None, test=None)
             raise
+
+
+def _record_new_length(recipe: Recipe, run_dir: pathlib.Path, events: EventWriter) -> None:
+    """An extension (`--resume --epochs N`, keras_gdfr/training/extend.py): an `extend` event, then recipe.json."""
+    saved = json.loads((run_dir / RECIPE_FILE).read_text()).get("train", {})
+    fields = extension_fields(saved, recipe)
+    if fields:
+        events.emit("extend", **fields)
+        _write_json(run_dir / RECIPE_FILE, recipe.to_dict())
 
 
 def _emit_if_possible(events: EventWriter, event: str, **fields) -> None:

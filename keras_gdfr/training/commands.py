@@ -207,7 +207,18 @@ def _train(recipe, run_path, run_dir, *, resume: bool):
     if result.status == "failed":
         _fail(f"{result.message} (run directory: {result.run_dir})")
     if result.status == "interrupted":
-        sys.exit(130)
+        _exit_now(130)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without waiting for worker threads (a tfds download stopped by SIGINT/SIGTERM retries for minutes)."""
+    import threading
+
+    if any(t is not threading.main_thread() and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # everything of the run is on disk (fsynced) already
+    sys.exit(code)
 
 
 # ---------------------------------------------------------------------------

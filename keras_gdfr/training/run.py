@@ -191,8 +191,12 @@ def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int):
 
 
 class StopRequest:
+    """SIGINT/SIGTERM: during `fit`, stop after the current batch (a second one: at once);
+    before it (loading data, building the model: nothing to keep), at once."""
+
     def __init__(self):
         self.signal_name: str | None = None
+        self.fitting = False
         self._previous = {}
 
     def __enter__(self):
@@ -201,9 +205,10 @@ class StopRequest:
         return self
 
     def _handle(self, signum, frame):
-        if self.signal_name is not None:  # a second signal: stop now
+        first = self.signal_name is None
+        self.signal_name = self.signal_name or signal.Signals(signum).name
+        if not first or not self.fitting:  # a second signal, or no epoch to finish: stop now
             raise KeyboardInterrupt
-        self.signal_name = signal.Signals(signum).name
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
@@ -350,10 +355,14 @@ def _fit(model, recipe, train_data, test_data, run_dir, events, initial_epoch, b
     callbacks = [monitor]
     if distributed.writes():  # ranks > 0 write nothing into the run directory
         callbacks.append(tensorboard_callback(run_dir, recipe, steps, kept))
-    model.fit(
-        train_ds, epochs=train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-        validation_data=test_ds, callbacks=[c for c in callbacks if c is not None], shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
-    )
+    stop.fitting = True  # a signal now ends the epoch's batch first
+    try:
+        model.fit(
+            train_ds, epochs=train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+            validation_data=test_ds, callbacks=[c for c in callbacks if c is not None], shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
+        )
+    finally:
+        stop.fitting = False
     return monitor
 
 

@@ -209,6 +209,8 @@ class GdfrApp(App[None]):
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action in ("switch_mode", "show_mode", "quit") and isinstance(self.screen, ModalScreen):
             return False  # a question (quit, delete, launch) is answered first
+        if action == "show_mode" and parameters == (self.current_mode,) and len(self.screen_stack) == 1:
+            return False  # on that very screen: no key to show (room in an 80-column footer)
         return True
 
     # Quitting --------------------------------------------------------------------

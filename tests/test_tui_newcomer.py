@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 
 import pytest
+from textual.widgets._footer import FooterKey
 
-from launcher.runs import RunState
+from launcher.runs import RunRecord, RunState
 from launcher.screens.confirm import Confirm
 from launcher.screens.history import HistoryScreen
 from launcher.widgets.run_progress import stats_text
-from launcher.widgets.run_table import RunTable
+from launcher.widgets.run_table import RunRow, RunTable
 from tests.test_tui import wait_for
 from tests.test_tui_fixtures import T0, run_start, write_fixture_runs, write_recipes
 from tests.test_tui_monitor import SMALL, app_on
@@ -78,3 +79,35 @@ def test_the_lr_shown_is_the_epoch_being_trained():
 
 def lr_of(state: RunState) -> str:
     return stats_text(state).plain.split(" · ")[0].removeprefix("lr ")
+
+
+@pytest.mark.asyncio
+async def test_history_at_80x24_keeps_every_column_and_footer_key_on_screen(tmp_path, folders):
+    write_fixture_runs(folders[1], running_pid=os.getpid())
+    app = app_on(tmp_path, folders)
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.press("h")
+        table = app.screen.query_one(RunTable)
+        await wait_for(pilot, lambda: table.row_count == 5, what="the runs")
+        rows = list(table.rows_shown.values())
+        # A run of ours that is starting: no events yet, so its row shows the whole run id.
+        starting = folders[1] / "imagenette-gdfrnet-dense-20261206-055212"
+        table.show([RunRow(str(starting), RunRecord(starting), "crashed (exit -9)"), *rows])
+        await pilot.pause()
+
+        def widths() -> dict[str, int]:
+            return {key.value: column.get_render_width(table) for key, column in table.columns.items()}
+
+        assert sum(widths().values()) <= table.scrollable_content_region.width  # `test` on screen
+        assert str(table.get_row_at(0)[2]).endswith("…")
+        table.show(rows)  # once it has its label the column narrows again
+        await pilot.pause()
+        assert widths()["run"] == max(len(str(table.get_row_at(i)[2])) for i in range(5)) + 2
+        for row in range(5):  # on each run (stop or resume + delete): every key left of ^p palette
+            table.move_cursor(row=row)
+            await pilot.pause()
+            keys = list(app.screen.query(FooterKey))
+            palette = next(key for key in keys if key.key == "ctrl+p")
+            assert all(key.region.right <= palette.region.x for key in keys if key is not palette), \
+                [(key.key, key.region) for key in keys]
+            assert {key.key for key in keys} >= {"q", "l", "slash"}

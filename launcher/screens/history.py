@@ -66,7 +66,7 @@ class HistoryScreen(Screen):
         yield RunTable(id="runs")
         yield Static(id="history-empty")
         yield Static(id="run-detail")
-        yield Footer()
+        yield Footer(compact=True)  # every key fits 80 columns
 
     def on_mount(self) -> None:
         self.sub_title = "History"

@@ -13,11 +13,12 @@ import pytest
 from textual.widgets._footer import FooterKey
 
 from launcher.runs import RunRecord, RunState
+from launcher.screens.compare import METRICS
 from launcher.screens.confirm import Confirm
 from launcher.screens.history import HistoryScreen
 from launcher.widgets.run_progress import stats_text
 from launcher.widgets.run_table import RunRow, RunTable
-from tests.test_tui import wait_for
+from tests.test_tui import text_of, wait_for
 from tests.test_tui_fixtures import T0, run_start, write_fixture_runs, write_recipes
 from tests.test_tui_monitor import SMALL, app_on
 
@@ -111,3 +112,39 @@ async def test_history_at_80x24_keeps_every_column_and_footer_key_on_screen(tmp_
             assert all(key.region.right <= palette.region.x for key in keys if key is not palette), \
                 [(key.key, key.region) for key in keys]
             assert {key.key for key in keys} >= {"q", "l", "slash"}
+
+
+def test_a_resumed_runs_total_time_counts_every_segment():
+    """103.6 s, a stop, a resume, 124.5 s: 3m48s of training (not the last segment's 2m05s), pauses left out."""
+    state = RunState()
+    state.apply(run_start("r", "tiny", "cifar10", 3))
+    state.apply(dict(event="run_end", time=T0 + 104, status="interrupted", epoch=1, seconds=103.6))
+    state.apply(run_start("r", "tiny", "cifar10", 3, time=T0 + 600, initial_epoch=1))
+    state.apply(dict(event="run_end", time=T0 + 725, status="completed", epoch=3, seconds=124.5))
+    assert state.total_seconds == pytest.approx(228.1)
+    assert state.total_time_text() == "3m 48s in 2 segments"
+    assert dict(METRICS)["total time"](state) == "3m 48s in 2 segments"  # Compare's row
+    # A segment killed without run_end counts its events' span; a one-segment run says no more.
+    killed = RunState()
+    killed.apply(run_start("r", "tiny", "cifar10", 3))
+    killed.apply(dict(event="epoch_end", time=T0 + 50, epoch=1, val_accuracy=0.3))
+    killed.apply(run_start("r", "tiny", "cifar10", 3, time=T0 + 300, initial_epoch=1))
+    killed.apply(dict(event="run_end", time=T0 + 400, status="completed", epoch=3, seconds=100.0))
+    assert killed.total_seconds == pytest.approx(150.0)
+    single = RunState()
+    single.apply(run_start("r", "tiny", "cifar10", 3))
+    single.apply(dict(event="run_end", time=T0 + 95, status="completed", epoch=3, seconds=95.0))
+    assert single.total_time_text() == "1m 35s"
+
+
+@pytest.mark.asyncio
+async def test_history_detail_labels_the_total_time(tmp_path, folders):
+    runs = write_fixture_runs(folders[1])
+    app = app_on(tmp_path, folders)
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.press("h")
+        table = app.screen.query_one(RunTable)
+        await wait_for(pilot, lambda: table.row_count == len(runs), what="the runs")
+        table.move_cursor(row=table.get_row_index(str(runs["completed"])))
+        await pilot.pause()
+        assert "  trained 1m 35s" in text_of(app.screen.query_one("#run-detail"))

@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from launcher.launch import run_status
 from launcher.owner import owner_alive, read_owner
-from launcher.runs import RunIndex, RunRecord, Skipped, format_duration, run_labels, tail_lines
+from launcher.runs import RunIndex, RunRecord, Skipped, run_labels, tail_lines
 from launcher.screens.compare import CompareScreen
 from launcher.screens.confirm import Confirm
 from launcher.screens.run import RunScreen, produced_text, resumable
@@ -131,9 +131,8 @@ class HistoryScreen(Screen):
             return
         state = row.record.state
         text = Text.assemble(status_text(row.status), "  ", (row.record.name, "bold"))
-        seconds = (state.end or {}).get("seconds")
-        if seconds is not None:
-            text.append(f"  {format_duration(seconds)}", style="dim")
+        if state.end is not None and state.total_seconds is not None:
+            text.append(f"  trained {state.total_time_text()}", style="dim")
         if row.status in ("running", "starting", "stopping"):
             process = self.app.processes.get(row.record.path)
             owner = read_owner(row.record.path, state)

@@ -16,10 +16,11 @@ from launcher.runs import RunRecord, RunState
 from launcher.screens.compare import METRICS
 from launcher.screens.confirm import Confirm
 from launcher.screens.history import HistoryScreen
+from launcher.screens.run import RunScreen
 from launcher.widgets.run_progress import stats_text
 from launcher.widgets.run_table import RunRow, RunTable
 from tests.test_tui import text_of, wait_for
-from tests.test_tui_fixtures import T0, run_start, write_fixture_runs, write_recipes
+from tests.test_tui_fixtures import T0, epoch_events, run_start, write_fixture_runs, write_recipes, write_run
 from tests.test_tui_monitor import SMALL, app_on
 
 
@@ -148,3 +149,21 @@ async def test_history_detail_labels_the_total_time(tmp_path, folders):
         table.move_cursor(row=table.get_row_index(str(runs["completed"])))
         await pilot.pause()
         assert "  trained 1m 35s" in text_of(app.screen.query_one("#run-detail"))
+
+
+@pytest.mark.asyncio
+async def test_a_stopped_run_shows_no_step_of_the_epoch_it_dropped(tmp_path, folders):
+    """Stopped at step 11/16 of epoch 2: `Epoch 1/3` beside `Step 16/16` (epoch 1 whole), not a stale `Step 11/16`."""
+    events = [run_start("r", "tiny", "cifar10", 3), *epoch_events(3, 1),
+              dict(event="progress", time=T0 + 45, epoch=2, step=11, steps=16, loss=2.0, accuracy=0.3),
+              dict(event="run_end", time=T0 + 50, status="interrupted", epoch=1, seconds=50.0,
+                   best_val_accuracy=0.25, test=None)]
+    path = write_run(folders[1], "cifar10-tiny-20261128-071500", events)
+    app = app_on(tmp_path, folders)
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.pause()
+        app.push_screen(RunScreen(path.absolute()))
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), what="the run screen")
+        await pilot.pause(0.5)
+        labels = [text_of(app.screen.query_one(f"#{name}-label")) for name in ("epoch", "step")]
+        assert labels == ["Epoch 1/3", "Step 16/16"]

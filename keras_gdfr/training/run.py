@@ -219,6 +219,27 @@ class StopRequest:
 # The callback that turns fit's progress into events and checkpoints.
 
 
+class EpochLog(keras.callbacks.ProgbarLogger):
+    """Keras's progress output, except for an epoch cut short (a signal, a NaN: not kept).
+
+    Keras would end such an epoch with `16/16 - ... val_accuracy: ...` (its bar's full
+    target, and a validation cut to one batch); this says where it stopped instead.
+    """
+
+    def __init__(self, monitor: "RunMonitor"):
+        super().__init__()
+        self.monitor = monitor
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.monitor._cut_short():
+            super().on_epoch_end(epoch, logs)
+            return
+        if self.verbose:
+            end = "\n" if self.verbose == 1 else ""  # after the live bar's line
+            print(f"{end}epoch {epoch + 1} stopped at step {self.monitor._steps_done}/{self.monitor.steps}: "
+                  "not kept", flush=True)
+
+
 class RunMonitor(keras.callbacks.Callback):
     """Writes progress/epoch_end/checkpoint events, saves checkpoints, stops on NaN or signal."""
 
@@ -352,7 +373,7 @@ def _fit(model, recipe, train_data, test_data, run_dir, events, initial_epoch, b
     monitor = RunMonitor(run_dir, events, recipe, steps, stop, best)
     # The monitor first: it decides which epochs count, the TensorBoard writer follows it.
     kept = lambda epoch: monitor.epochs_done == epoch  # noqa: E731
-    callbacks = [monitor]
+    callbacks = [monitor, EpochLog(monitor)]
     if distributed.writes():  # ranks > 0 write nothing into the run directory
         callbacks.append(tensorboard_callback(run_dir, recipe, steps, kept))
     stop.fitting = True  # a signal now ends the epoch's batch first

@@ -31,6 +31,7 @@ from keras_gdfr.data.tf_runtime import TensorFlowMissing, tame_if_installed
 from keras_gdfr.models import GDFRNet
 from keras_gdfr.saving import save_run_model
 from keras_gdfr.training import checkpoints, distributed
+from keras_gdfr.training.extend import extension_fields
 from keras_gdfr.training.events import (
     EVAL_FILE, EVENTS_FILE, LOCK_FILE, MODEL_FILE, OUTPUT_LOG, RECIPE_FILE, EventWriter, read_events,
 )
@@ -190,8 +191,12 @@ def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int):
 
 
 class StopRequest:
+    """SIGINT/SIGTERM: during `fit`, stop after the current batch (a second one: at once);
+    before it (loading data, building the model: nothing to keep), at once."""
+
     def __init__(self):
         self.signal_name: str | None = None
+        self.fitting = False
         self._previous = {}
 
     def __enter__(self):
@@ -200,9 +205,10 @@ class StopRequest:
         return self
 
     def _handle(self, signum, frame):
-        if self.signal_name is not None:  # a second signal: stop now
+        first = self.signal_name is None
+        self.signal_name = self.signal_name or signal.Signals(signum).name
+        if not first or not self.fitting:  # a second signal, or no epoch to finish: stop now
             raise KeyboardInterrupt
-        self.signal_name = signal.Signals(signum).name
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
@@ -211,6 +217,27 @@ class StopRequest:
 
 # ---------------------------------------------------------------------------
 # The callback that turns fit's progress into events and checkpoints.
+
+
+class EpochLog(keras.callbacks.ProgbarLogger):
+    """Keras's progress output, except for an epoch cut short (a signal, a NaN: not kept).
+
+    Keras would end such an epoch with `16/16 - ... val_accuracy: ...` (its bar's full
+    target, and a validation cut to one batch); this says where it stopped instead.
+    """
+
+    def __init__(self, monitor: "RunMonitor"):
+        super().__init__()
+        self.monitor = monitor
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.monitor._cut_short():
+            super().on_epoch_end(epoch, logs)
+            return
+        if self.verbose:
+            end = "\n" if self.verbose == 1 else ""  # after the live bar's line
+            print(f"{end}epoch {epoch + 1} stopped at step {self.monitor._steps_done}/{self.monitor.steps}: "
+                  "not kept", flush=True)
 
 
 class RunMonitor(keras.callbacks.Callback):
@@ -346,13 +373,17 @@ def _fit(model, recipe, train_data, test_data, run_dir, events, initial_epoch, b
     monitor = RunMonitor(run_dir, events, recipe, steps, stop, best)
     # The monitor first: it decides which epochs count, the TensorBoard writer follows it.
     kept = lambda epoch: monitor.epochs_done == epoch  # noqa: E731
-    callbacks = [monitor]
+    callbacks = [monitor, EpochLog(monitor)]
     if distributed.writes():  # ranks > 0 write nothing into the run directory
         callbacks.append(tensorboard_callback(run_dir, recipe, steps, kept))
-    model.fit(
-        train_ds, epochs=train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-        validation_data=test_ds, callbacks=[c for c in callbacks if c is not None], shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
-    )
+    stop.fitting = True  # a signal now ends the epoch's batch first
+    try:
+        model.fit(
+            train_ds, epochs=train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+            validation_data=test_ds, callbacks=[c for c in callbacks if c is not None], shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
+        )
+    finally:
+        stop.fitting = False
     return monitor
 
 
@@ -434,6 +465,8 @@ def _run_locked(recipe: Recipe, run_dir: pathlib.Path, resume: bool) -> RunResul
     started = time.perf_counter()
     with EventWriter(run_dir) as events, StopRequest() as stop:
         try:
+            if resume:
+                _record_new_length(recipe, run_dir, events)
             return _run(recipe, run_dir, resume, events, stop, started)
         except KeyboardInterrupt:
             _emit_if_possible(events, "run_end", status="interrupted", epoch=_epochs_done(run_dir),
@@ -445,6 +478,15 @@ def _run_locked(recipe: Recipe, run_dir: pathlib.Path, resume: bool) -> RunResul
             _emit_if_possible(events, "run_end", status="failed", epoch=_epochs_done(run_dir),
                               seconds=time.perf_counter() - started, best_val_accuracy=None, test=None)
             raise
+
+
+def _record_new_length(recipe: Recipe, run_dir: pathlib.Path, events: EventWriter) -> None:
+    """An extension (`--resume --epochs N`, keras_gdfr/training/extend.py): an `extend` event, then recipe.json."""
+    saved = json.loads((run_dir / RECIPE_FILE).read_text()).get("train", {})
+    fields = extension_fields(saved, recipe)
+    if fields:
+        events.emit("extend", **fields)
+        _write_json(run_dir / RECIPE_FILE, recipe.to_dict())
 
 
 def _emit_if_possible(events: EventWriter, event: str, **fields) -> None:

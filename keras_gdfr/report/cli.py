@@ -122,6 +122,10 @@ def sweep(ctx, recipe, variants, runs_dir, epochs, data, limit_train, limit_test
     except KeyboardInterrupt:
         click.echo("sweep interrupted; run the same command again to resume", err=True)
         sys.exit(130)
+    except sweeping.SweepTerminated as stopped:
+        click.echo(f"sweep terminated (SIGTERM): {stopped}, its checkpoint kept; run the same command again "
+                   "to resume", err=True)
+        sys.exit(143)
     click.echo(sweeping.summary(steps))
     if any(step.returncode in sweeping.INTERRUPTED_CODES for step in steps):
         sys.exit(130)

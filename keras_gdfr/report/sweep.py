@@ -16,8 +16,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 from keras_gdfr.report.runs import RunDirError, is_run_dir, load_run
@@ -95,15 +97,39 @@ def train_arguments(recipe: str, step: SweepStep, train_args: Sequence[str]) -> 
     return [recipe, "--variant", step.variant, "--run-dir", str(step.run_dir), *train_args]
 
 
+class SweepTerminated(Exception):
+    """SIGTERM reached the sweep: it was passed on to the train child, which has ended."""
+
+    def __init__(self, pid: int, returncode: int):
+        super().__init__(f"gdfr train (pid {pid}) stopped with exit status {returncode}")
+        self.pid, self.returncode = pid, returncode
+
+
 def _run_child(command: list[str]) -> int:
     """Run one train process to its end; on Ctrl-C let it write its checkpoint and
-    run_end first (it received the same SIGINT), then re-raise."""
+    run_end first (it received the same SIGINT), then re-raise. SIGTERM to the sweep
+    is passed on to the child (which stops the same way) and raises SweepTerminated
+    once it has ended: a child left running would write its run unsupervised."""
     process = subprocess.Popen(command, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    terminated = []
+
+    def forward(signum, frame):
+        terminated.append(signum)
+        process.send_signal(signum)
+
+    main = threading.current_thread() is threading.main_thread()  # signal handlers: main thread only
+    previous = signal.signal(signal.SIGTERM, forward) if main else None
     try:
-        return process.wait()
+        returncode = process.wait()
     except KeyboardInterrupt:
         process.wait()
         raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+    if terminated:
+        raise SweepTerminated(process.pid, returncode)
+    return returncode
 
 
 def run_sweep(

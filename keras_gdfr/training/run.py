@@ -32,7 +32,8 @@ from keras_gdfr.models import GDFRNet
 from keras_gdfr.saving import save_run_model
 from keras_gdfr.training import checkpoints, distributed
 from keras_gdfr.training.events import (
-    EVAL_FILE, EVENTS_FILE, LOCK_FILE, MODEL_FILE, OUTPUT_LOG, RECIPE_FILE, EventWriter, read_events,
+    EVAL_FILE, EVENTS_FILE, LOCK_FILE, MODEL_FILE, OUTPUT_LOG, RECIPE_FILE, EventWriter, first_run_start, read_events,
+    run_backend,
 )
 from keras_gdfr.training.optimizer import compile_for_training, optimizer_from_recipe
 from keras_gdfr.training.recipe import Recipe
@@ -420,6 +421,7 @@ def _run_in_locked_dir(recipe: Recipe, run_dir: pathlib.Path, resume: bool, crea
         _check_new_run_dir(run_dir)  # again, now that no other trainer can write it
     checkpoints.clean_temp(run_dir)  # what killed writers left; no writer is live (we hold the lock)
     if resume:
+        _check_resumable(recipe, run_dir)  # before anything is written: a refusal leaves the run as it was
         return _run_locked(recipe, run_dir, resume)
     _write_json(run_dir / RECIPE_FILE, recipe.to_dict())
     try:
@@ -430,20 +432,70 @@ def _run_in_locked_dir(recipe: Recipe, run_dir: pathlib.Path, resume: bool, crea
         raise
 
 
+# Recipe keys a --resume may change (docs/run-directory.md): more epochs, other devices (the global
+# batch stays). Any other change since the run's start is refused, naming the key.
+RESUMABLE_KEYS = frozenset({"train.epochs", "train.devices"})
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _check_resumable(recipe: Recipe, run_dir: pathlib.Path) -> None:
+    """Refuse a resume under another backend, or with a recipe changed since the run's start.
+
+    Either would continue silently but not exactly (another normalisation, no flip;
+    float differences of 1e-2 after 3 epochs across backends; issue 24).
+    """
+    started = run_backend(run_dir)
+    backend = keras.backend.backend()
+    if started and started != backend:
+        raise RunError(
+            f"{run_dir}: the run started under the {started} backend, this process runs {backend}; a resume "
+            f"under another backend does not continue it exactly. Run: KERAS_BACKEND={started} gdfr train --resume {run_dir}"
+        )
+    start = first_run_start(run_dir)
+    if not start or not isinstance(start.get("recipe"), dict):
+        return
+    try:
+        original = _flat(Recipe.from_dict(start["recipe"], origin=f"{run_dir / EVENTS_FILE} (run_start)").to_dict())
+    except ValueError:  # a recipe this version cannot read: nothing to compare with
+        return
+    now = _flat(recipe.to_dict())
+    changed = sorted(k for k in original.keys() | now.keys() if k not in RESUMABLE_KEYS and original.get(k) != now.get(k))
+    if changed:
+        shown = "; ".join(f"{k} is {now.get(k)!r}, the run started with {original.get(k)!r}" for k in changed[:3])
+        more = f" (and {len(changed) - 3} more)" if len(changed) > 3 else ""
+        raise RunError(
+            f"{run_dir / RECIPE_FILE}: changed since the run started: {shown}{more}. A run's recipe is fixed at "
+            f"its start (a resume may change only {', '.join(sorted(RESUMABLE_KEYS))}); put it back, or start a new run"
+        )
+
+
 def _run_locked(recipe: Recipe, run_dir: pathlib.Path, resume: bool) -> RunResult:
     started = time.perf_counter()
     with EventWriter(run_dir) as events, StopRequest() as stop:
         try:
             return _run(recipe, run_dir, resume, events, stop, started)
-        except KeyboardInterrupt:
-            _emit_if_possible(events, "run_end", status="interrupted", epoch=_epochs_done(run_dir),
-                              seconds=time.perf_counter() - started, best_val_accuracy=None, test=None)
-            return RunResult(run_dir, "interrupted", _epochs_done(run_dir), None)
+        except KeyboardInterrupt:  # a second signal
+            epoch, best = _saved_state(run_dir)
+            _emit_if_possible(events, "run_end", status="interrupted", epoch=epoch,
+                              seconds=time.perf_counter() - started, best_val_accuracy=best, test=None)
+            return RunResult(run_dir, "interrupted", epoch, None)
         except Exception as error:
             kind = "data" if type(error).__name__ == "DataError" else "exception"
+            if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+                kind = "disk_full"
+            epoch, best = _saved_state(run_dir)
             _emit_if_possible(events, "error", message=f"{type(error).__name__}: {error}", kind=kind)
-            _emit_if_possible(events, "run_end", status="failed", epoch=_epochs_done(run_dir),
-                              seconds=time.perf_counter() - started, best_val_accuracy=None, test=None)
+            _emit_if_possible(events, "run_end", status="failed", epoch=epoch,
+                              seconds=time.perf_counter() - started, best_val_accuracy=best, test=None)
             raise
 
 
@@ -455,12 +507,22 @@ def _emit_if_possible(events: EventWriter, event: str, **fields) -> None:
         pass
 
 
-def _epochs_done(run_dir) -> int:
+def _saved_state(run_dir) -> tuple[int, float | None]:
+    """(epochs, best val_accuracy) of the checkpoint a resume would take: what a failed or
+    interrupted run's run_end reports; (0, None) when none is saved."""
     try:
         path = checkpoints.latest_checkpoint(run_dir)
-        return int(json.loads((path / "state.json").read_text())["epoch"]) if path else 0
+        if path is None:
+            return 0, None
+        state = json.loads((path / "state.json").read_text())
+        best = float(state["best_val_accuracy"])
+        return int(state["epoch"]), (best if best >= 0 else None)
     except (checkpoints.CheckpointError, OSError, ValueError, KeyError, TypeError):
-        return 0  # the error handler must not raise over a torn checkpoint
+        return 0, None  # the error handler must not raise over a torn checkpoint
+
+
+def _epochs_done(run_dir) -> int:
+    return _saved_state(run_dir)[0]
 
 
 def _refuse_restart_over_saved(run_dir: pathlib.Path) -> None:

@@ -227,20 +227,21 @@ def eval_command(target, data, recipe_path, out):
     out_path = pathlib.Path(out) if out else out_dir / eval_file_name(data)
     _check_writable(out_path)  # before the evaluation: a read-only or missing folder fails now, not after it
     _ensure_backend(recipe.train.backend)
+    _warnings_in_one_line()
 
     from keras_gdfr.data.errors import DataError
     from keras_gdfr.saving import evaluation_model
-    from keras_gdfr.training.run import evaluate, load_splits
+    from keras_gdfr.training.run import evaluate, load_test_split
 
     if target.is_dir() and not model_file.is_file():
         _fail(f"{model_file}: no such model file ({_why_no_model(target)})")
     model = _load_model_or_fail(model_file)
+    _check_image_size(model_file, model, recipe)
     try:
-        _, test_data = load_splits(recipe)
+        test_data = load_test_split(recipe)
     except DataError as error:
         _fail(str(error))
     _check_eval_classes(target, model, test_data)
-    _check_image_size(model_file, model, recipe)
     # The pipeline normalises: a model with its preprocessing inside gets it removed here (unless its own differs).
     model, recipe, warning = evaluation_model(model, recipe)
     if warning:

@@ -86,20 +86,26 @@ def _input_shape(image_size: int) -> tuple[int, int, int]:
     return (image_size, image_size, 3)
 
 
+def _load_split(recipe: Recipe, split: str) -> SplitData:
+    data = recipe.data
+    loaded = load_dataset(
+        data.dataset, split, limit=(data.limit_train if split == "train" else data.limit_test) or None,
+        source=None if data.source == "auto" else data.source, data_dir=data.data_dir or None,
+        classes=list(data.classes) or None, on_corrupt=data.on_corrupt,
+    )
+    if len(loaded) == 0:  # else Keras's "steps_per_epoch=0" error
+        raise DataError(f"no readable images: {loaded.description}")
+    return loaded
+
+
+def load_test_split(recipe: Recipe) -> SplitData:
+    """The recipe's test split alone (`gdfr eval`: no need to read the training images)."""
+    return _load_split(recipe, "test")
+
+
 def load_splits(recipe: Recipe) -> tuple[SplitData, SplitData]:
     """The recipe's train and test splits (limits, classes and corrupt-image policy applied)."""
-    data = recipe.data
-    common = dict(
-        source=None if data.source == "auto" else data.source,
-        data_dir=data.data_dir or None,
-        classes=list(data.classes) or None,
-        on_corrupt=data.on_corrupt,
-    )
-    train = load_dataset(data.dataset, "train", limit=data.limit_train or None, **common)
-    test = load_dataset(data.dataset, "test", limit=data.limit_test or None, **common)
-    for split in (train, test):
-        if len(split) == 0:  # else Keras's "steps_per_epoch=0" error
-            raise DataError(f"no readable images: {split.description}")
+    train, test = _load_split(recipe, "train"), _load_split(recipe, "test")
     check_same_classes(train, test)
     return train, test
 

@@ -273,6 +273,7 @@ class RunMonitor(keras.callbacks.Callback):
         # An epoch cut short by a signal or a NaN is not a completed epoch: no event, no checkpoint.
         # One whose every step ran is kept even when a signal came in its last batch or validation.
         if self._cut_short() or "val_loss" not in logs:
+            self._drop_epoch(epoch, logs)
             return
         train = self.recipe.train
         self.events.emit(
@@ -288,6 +289,14 @@ class RunMonitor(keras.callbacks.Callback):
         if distributed.writes():  # torchrun rank > 0 keeps the same books; rank 0 alone saves
             self._save(epoch + 1, is_best)
         self.epochs_done = epoch + 1
+
+    def _drop_epoch(self, epoch: int, logs: dict) -> None:
+        """Say so, and take the validation numbers of a partial evaluation out of the line Keras prints next."""
+        for key in [k for k in logs if k.startswith("val_")]:
+            del logs[key]  # the logs are shared: the progress bar (after this callback) prints without them
+        if self.stop.signal_name and not self.failure:
+            print(f"epoch {epoch + 1} stopped by {self.stop.signal_name} before its end: dropped, not kept "
+                  "(the numbers below are of its part run)", flush=True)
 
     def _save(self, epoch: int, is_best: bool) -> None:
         if is_best:

@@ -182,7 +182,7 @@ def sample_images(loaded, image_targets, count: int):
         if bad:
             path, why = next(iter(bad.items()))
             more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-            raise ExportError(f"{path}: {why}{more}; pass images to check the export on")
+            raise ExportError(f"{path}: {why}{more}; --images takes image files")
         return images, f"{len(files)} images from {', '.join(image_targets)}"
     if loaded.recipe is None:
         raise ExportError(f"{loaded.source}: no recipe.json beside it; pass --images with real images to check on")

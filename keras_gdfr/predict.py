@@ -107,6 +107,10 @@ def decode_files(files, size: int, data_format: str = "channels_last", resize: i
 
 
 def _first_line(error: Exception) -> str:
+    from PIL import UnidentifiedImageError
+
+    if isinstance(error, UnidentifiedImageError):  # its message names a BytesIO, not the file
+        return "cannot read the image (not an image format PIL knows)"
     lines = str(error).strip().splitlines()
     return f"cannot read the image ({lines[0][:200] if lines else type(error).__name__})"
 

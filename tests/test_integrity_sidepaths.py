@@ -245,7 +245,7 @@ def test_predict_reports_bad_images_and_predicts_the_rest(base_run, images):
     assert [row["path"] for row in rows] == [str(images["good"][0]), str(images["good"][1])]
     assert all(len(row["top"]) == 10 for row in rows)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert errors[0].startswith(f"error: {images['text']}: cannot read the image (")
+    assert errors[0] == f"error: {images['text']}: cannot read the image (not an image format PIL knows)"
     assert errors[1].startswith(f"error: {images['cut']}: cannot read the image (")
     assert errors[2] == "error: 2 of 4 image(s) could not be read" and "Traceback" not in result.stderr
 
@@ -253,7 +253,8 @@ def test_predict_reports_bad_images_and_predicts_the_rest(base_run, images):
 def test_export_with_a_non_image_is_one_line(base_run, tmp_path, images):
     result = gdfr("export", base_run, "--format", "keras", "--out", tmp_path / "m.keras", "--images", images["text"])
     assert result.returncode == 1
-    assert error_line(result).startswith(f"error: {images['text']}: cannot read the image (")
+    assert error_line(result) == (f"error: {images['text']}: cannot read the image (not an image format PIL knows); "
+                                  "--images takes image files")
     assert not list(tmp_path.iterdir())
 
 

@@ -567,6 +567,10 @@ def pack(source, out, dataset, splits):
     except (PackedError, DataError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(1)
+    except OSError as err:  # a read-only folder, a full disk: written atomically, nothing torn is left
+        click.echo(f"error: {out}: cannot write the packed file ({err.strerror or err}); nothing was written",
+                   err=True)
+        sys.exit(1)
     size = os.path.getsize(out)
     counts = ", ".join(f"{s} {c:,d}" for s, c in zip(packed.splits, packed.counts))
     click.echo(f"{out}: {size / 2**20:.1f} MiB, {counts}, {len(packed.class_names)} classes "

@@ -95,8 +95,35 @@ def probabilities(model, images, batch_size: int = 64):
     return softmax(outputs)
 
 
+def decode_files(files, size: int, data_format: str = "channels_last", resize: int | None = None):
+    """(images of the readable files, their paths, {path: why} of the others), as `read_images` reads them."""
+    import numpy as np
+
+    good, paths, bad = [], [], {}
+    for path in files:
+        try:
+            good.append(read_images([pathlib.Path(path).read_bytes()], size, data_format, resize)[0])
+            paths.append(path)
+        except Exception as error:  # PIL's UnidentifiedImageError, a truncated file's OSError, ...
+            bad[str(path)] = _first_line(error)
+    images = np.stack(good) if good else None
+    return images, paths, bad
+
+
+def _first_line(error: Exception) -> str:
+    from PIL import UnidentifiedImageError
+
+    if isinstance(error, UnidentifiedImageError):  # its message names a BytesIO, not the file
+        return "cannot read the image (not an image format PIL knows)"
+    lines = str(error).strip().splitlines()
+    return f"cannot read the image ({lines[0][:200] if lines else type(error).__name__})"
+
+
 def predict_files(source, targets, top_k: int = 5) -> list[dict]:
-    """[{"path", "top": [{"class", "index", "probability"}, ...]}] for every image of `targets`."""
+    """[{"path", "top": [{"class", "index", "probability"}, ...]}] for every image of `targets`.
+
+    An image that cannot be read gets {"path", "error"} instead; the others are still predicted.
+    """
     from keras_gdfr.saving import load_run_model
 
     loaded = load_run_model(source)
@@ -125,15 +152,15 @@ def _top_classes(model, class_names, targets, size: int, resize, top_k: int) -> 
     from keras_gdfr.saving import model_data_format
 
     files = image_files(targets)
-    images = read_images([path.read_bytes() for path in files], size, model_data_format(model), resize)
-    probs = probabilities(model, images)
-    k = min(top_k, probs.shape[1])
-    rows = []
-    for path, row in zip(files, probs):
+    images, readable, bad = decode_files(files, size, model_data_format(model), resize)
+    probs = probabilities(model, images) if images is not None else np.zeros((0, 0))
+    k = min(top_k, probs.shape[1]) if len(probs) else 0
+    predicted = {}
+    for path, row in zip(readable, probs):
         order = np.argsort(-row, kind="stable")[:k]
         top = [{"class": class_names[i], "index": int(i), "probability": float(row[i])} for i in order]
-        rows.append({"path": str(path), "top": top})
-    return rows
+        predicted[str(path)] = {"path": str(path), "top": top}
+    return [predicted.get(str(path)) or {"path": str(path), "error": bad[str(path)]} for path in files]
 
 
 @click.command()
@@ -142,7 +169,11 @@ def _top_classes(model, class_names, targets, size: int, resize, top_k: int) -> 
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Classes shown per image.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image, one a line.")
 def predict(paths, preset, top_k, as_json):
-    """Class names and probabilities for IMAGES (files or folders) from SOURCE (a run directory or .keras) or --preset."""
+    """Class names and probabilities for IMAGES (files or folders) from SOURCE (a run directory or .keras) or --preset.
+
+    An image that cannot be read is reported on stderr (its path and why) and the exit status is 1;
+    the others are predicted all the same.
+    """
     try:
         if preset is not None:
             rows = predict_preset_files(preset, paths, top_k)
@@ -156,9 +187,15 @@ def predict(paths, preset, top_k, as_json):
     except ValueError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
+    failed = [row for row in rows if "error" in row]
     for row in rows:
-        if as_json:
+        if "error" in row:
+            click.echo(f"error: {row['path']}: {row['error']}", err=True)
+        elif as_json:
             click.echo(json.dumps(row))
-            continue
-        shown = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top"])
-        click.echo(f"{row['path']}: {shown}")
+        else:
+            shown = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top"])
+            click.echo(f"{row['path']}: {shown}")
+    if failed:
+        click.echo(f"error: {len(failed)} of {len(rows)} image(s) could not be read", err=True)
+        sys.exit(1)

@@ -83,7 +83,7 @@ class SignalAt(keras.callbacks.Callback):
 
 
 @pytest.mark.parametrize("moment, kept", [("last_batch", 1), ("validation", 1), ("first_batch", 0)])
-def test_a_signal_in_the_last_batch_or_validation_keeps_the_finished_epoch(tmp_path, moment, kept):
+def test_a_signal_in_the_last_batch_or_validation_keeps_the_finished_epoch(tmp_path, moment, kept, capsys):
     recipe = load_recipe("recipes/cifar10.toml", variant="tiny", epochs=3)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10)])
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="categorical_crossentropy", metrics=["accuracy"])
@@ -99,6 +99,10 @@ def test_a_signal_in_the_last_batch_or_validation_keeps_the_finished_epoch(tmp_p
     assert [e["epoch"] for e in log if e["event"] == "checkpoint"] == list(range(1, kept + 1))
     assert signaller.batches_after == 0  # it stopped where it was: no step of another epoch ran
     assert (tmp_path / "checkpoints" / "last.json").exists() == bool(kept)
+    dropped = "epoch 1 stopped by SIGTERM before its end: dropped, not kept (the numbers below are of its part run)"
+    assert (dropped in capsys.readouterr().out) == (not kept)
+    assert not kept or "val_accuracy" in monitor.model.history.history  # no val_accuracy printed for a dropped epoch
+    assert kept or "val_accuracy" not in monitor.model.history.history
 
 
 def test_the_evaluation_loss_is_the_validation_loss_even_for_extreme_logits():

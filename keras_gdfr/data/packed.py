@@ -39,7 +39,6 @@ import dataclasses
 import functools
 import gzip
 import io
-import os
 import pathlib
 import struct
 from collections.abc import Iterable, Sequence
@@ -334,12 +333,14 @@ def write_packed(path, records: Sequence[PackedRecord], *, class_names: Sequence
     payloads = [header] + [
         encode_example(dict(image=r.image, label=int(r.label), split=r.split, path=r.path)) for r in records
     ]
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=compresslevel, mtime=0) as out:
-        for frame in frame_records(payloads):
-            out.write(frame)
-    os.replace(tmp, path)
-    return path
+    from keras_gdfr.atomic import atomic_write
+
+    def write(tmp: pathlib.Path) -> None:
+        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=compresslevel, mtime=0) as out:
+            for frame in frame_records(payloads):
+                out.write(frame)
+
+    return atomic_write(path, write)
 
 
 def read_packed(path, *, verify: bool = False) -> PackedData:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 import click
 
 
@@ -30,7 +33,31 @@ for _command in (bench, pack):
     main.add_command(_command)
 
 from keras_gdfr.export import export_command  # noqa: E402  (click only; keras loads in the bodies)
-from keras_gdfr.predict import predict  # noqa: E402
+
+
+# `gdfr predict` lives here, not in keras_gdfr.predict: that module is the Python API
+# (`predict_files`, in the README) and must import without click.
+@click.command()
+@click.argument("source", type=click.Path(exists=True))
+@click.argument("images", nargs=-1, required=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Classes shown per image.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image, one a line.")
+def predict(source, images, top_k, as_json):
+    """Class names and probabilities for IMAGES (files or folders) from SOURCE (a run directory or .keras)."""
+    from keras_gdfr.predict import predict_files
+
+    try:
+        rows = predict_files(source, images, top_k)
+    except ValueError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    for row in rows:
+        if as_json:
+            click.echo(json.dumps(row))
+            continue
+        shown = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top"])
+        click.echo(f"{row['path']}: {shown}")
+
 
 for _command in (predict, export_command):
     main.add_command(_command)

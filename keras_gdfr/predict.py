@@ -1,4 +1,4 @@
-"""`gdfr predict`: class names and probabilities for image files, from a run or a `.keras` model.
+"""`predict_files`: class names and probabilities for image files, from a run or a `.keras` model.
 
 Images are read as the recipe's test split reads them (one source of truth, the
 data modules): 32-px datasets resize the whole image to S x S (bilinear, as
@@ -12,15 +12,14 @@ Python:
     from keras_gdfr.predict import predict_files
     for row in predict_files("runs/cifar10-tiny", ["bird.jpg"], top_k=3):
         print(row["path"], row["top"])   # [{"class": "bird", "probability": 0.91}, ...]
+
+No click here: the `gdfr predict` command that wraps `predict_files` is in `keras_gdfr.cli`,
+so the Python API needs only the package's own dependencies (and Pillow to decode).
 """
 
 from __future__ import annotations
 
-import json
 import pathlib
-import sys
-
-import click
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".webp")
 
@@ -110,23 +109,3 @@ def predict_files(source, targets, top_k: int = 5) -> list[dict]:
         top = [{"class": loaded.class_names[i], "index": int(i), "probability": float(row[i])} for i in order]
         rows.append({"path": str(path), "top": top})
     return rows
-
-
-@click.command()
-@click.argument("source", type=click.Path(exists=True))
-@click.argument("images", nargs=-1, required=True)
-@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Classes shown per image.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per image, one a line.")
-def predict(source, images, top_k, as_json):
-    """Class names and probabilities for IMAGES (files or folders) from SOURCE (a run directory or .keras)."""
-    try:
-        rows = predict_files(source, images, top_k)
-    except ValueError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(2)
-    for row in rows:
-        if as_json:
-            click.echo(json.dumps(row))
-            continue
-        shown = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top"])
-        click.echo(f"{row['path']}: {shown}")

@@ -62,3 +62,27 @@ def imported_after(code: str, names=HEAVY) -> list[str]:
 def test_predict_files_imports_without_click():
     """The README's Python API: `from keras_gdfr.predict import predict_files` needs no CLI stack."""
     assert imported_after("from keras_gdfr.predict import predict_files", ("click", *HEAVY)) == []
+
+
+def test_the_launcher_imports_no_keras():
+    """gdfr-tui's process stays Keras-free (fast start, backend free): every launcher module,
+    and what the launch screen runs (variants, recipe facts, the form's checks, the app)."""
+    code = (
+        "import importlib, pkgutil, launcher\n"
+        "for module in pkgutil.walk_packages(launcher.__path__, 'launcher.'):\n"
+        "    if module.name != 'launcher.__main__': importlib.import_module(module.name)\n"
+        "from launcher import recipes\n"
+        "from launcher.app import make_app\n"
+        "from launcher.widgets.variant_list import list_variants\n"
+        "assert 'tiny' in list_variants()\n"
+        "for entry in recipes.list_recipe_entries('recipes'): recipes.recipe_facts(entry.path)\n"
+        "assert recipes.validate('recipes/cifar10.toml', 'tiny', recipes.Overrides(epochs=0))\n"
+        "make_app('recipes', 'runs')\n"
+    )
+    assert imported_after(code) == []
+
+
+@pytest.mark.parametrize("module", ["keras_gdfr", "keras_gdfr.cli", "keras_gdfr.training.recipe"])
+def test_the_cli_and_the_recipe_checks_import_no_keras(module):
+    """`gdfr --help` and the recipe checks load no backend; Keras loads in the command bodies."""
+    assert imported_after(f"import {module}") == []

@@ -10,7 +10,7 @@
 # CPU check of the very same script at tiny sizes, in a venv WITHOUT TensorFlow (no wheels installed):
 #   PYTHON=/work/venv-notf/bin/python OUT=/tmp/gdfr-smoke bash bench/gpu_run.sh --smoke
 #
-# Needs: bench/data/cifar10.tfrecord.gz (`gdfr pack /path/cifar10-jpeg.zip bench/data/cifar10.tfrecord.gz
+# Needs: bench/data/cifar10.npz (`gdfr pack /path/cifar10-jpeg.zip bench/data/cifar10.npz
 # --dataset cifar10`), and on the device bench/wheels/ (keras, namex, optree for cp312:
 # `pip download --no-deps --python-version 3.12 --only-binary=:all: -d bench/wheels keras namex optree`).
 # Files written to $OUT (at most 8 come back): log.txt, env.txt, bench.jsonl, train.jsonl (the run's
@@ -23,7 +23,7 @@ mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 BUDGET=${GDFR_BUDGET_S:-540}        # whole script, seconds
 BENCH_BUDGET=${GDFR_BENCH_BUDGET_S:-250}
-DATA=${GDFR_DATA:-bench/data/cifar10.tfrecord.gz}
+DATA=${GDFR_DATA:-bench/data/cifar10.npz}
 START=$(date +%s)
 export KERAS_BACKEND=torch PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 elapsed() { echo $(( $(date +%s) - START )); }

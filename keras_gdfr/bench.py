@@ -482,7 +482,7 @@ def format_table(result: dict) -> str:
 @click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True, help="Timed train (and inference) steps.")
 @click.option("--warmup", type=click.IntRange(min=1), default=3, show_default=True, help="Untimed train steps first.")
 @click.option("--dataset", help="Dataset whose split sizes the estimates use (default: cifar10 at 32 px, imagenette at 256).")
-@click.option("--data", "data_path", help="Real data (ImageFolder .zip/dir, packed .tfrecord.gz, ...) to time the input pipelines on.")
+@click.option("--data", "data_path", help="Real data (ImageFolder .zip/dir, packed .npz, ...) to time the input pipelines on.")
 @click.option("--data-limit", type=click.IntRange(min=0), default=5000, show_default=True,
               help="Images of --data to load (0: all).")
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="torch CPU threads (0: torch's default).")
@@ -550,7 +550,7 @@ def _bench_devices(devices: int, batch: int):
 @click.option("--split", "splits", multiple=True, default=("train", "test"), show_default=True,
               help="Splits to pack (repeatable).")
 def pack(source, out, dataset, splits):
-    """Pack an ImageFolder (folder, .zip, tar) into ONE gzip'd TFRecord file (.tfrecord.gz).
+    """Pack an ImageFolder (folder, .zip, tar) into ONE compressed numpy file (.npz).
 
     Every file's bytes (unchanged), label, split and path, and the class names;
     readable without TensorFlow (`keras_gdfr.data.packed`), loadable with

@@ -1,4 +1,4 @@
-"""`gdfr predict`: class names and probabilities for image files, from a run, a `.keras` model or a preset.
+"""`predict_files`: class names and probabilities for image files, from a run, a `.keras` model or a preset.
 
 Images are read as the recipe's test split reads them (one source of truth, the
 data modules): 32-px datasets resize the whole image to S x S (bilinear, as
@@ -16,15 +16,15 @@ Python:
 
 A preset's images are read the same way, at the image size (and resize) its metadata
 records from the run it was made of.
+
+No click here: the `gdfr predict` command that wraps these is in `keras_gdfr.cli`,
+so the Python API needs only the package's own dependencies (and Pillow to decode).
 """
 
 from __future__ import annotations
 
-import json
 import pathlib
-import sys
 
-import click
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".webp")
 
@@ -161,41 +161,3 @@ def _top_classes(model, class_names, targets, size: int, resize, top_k: int) -> 
         top = [{"class": class_names[i], "index": int(i), "probability": float(row[i])} for i in order]
         predicted[str(path)] = {"path": str(path), "top": top}
     return [predicted.get(str(path)) or {"path": str(path), "error": bad[str(path)]} for path in files]
-
-
-@click.command()
-@click.argument("paths", nargs=-1, required=True, metavar="[SOURCE] IMAGES...")
-@click.option("--preset", help="A preset (a shipped name, see `gdfr preset list`, or a preset directory) instead of SOURCE.")
-@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Classes shown per image.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per image, one a line.")
-def predict(paths, preset, top_k, as_json):
-    """Class names and probabilities for IMAGES (files or folders) from SOURCE (a run directory or .keras) or --preset.
-
-    An image that cannot be read is reported on stderr (its path and why) and the exit status is 1;
-    the others are predicted all the same.
-    """
-    try:
-        if preset is not None:
-            rows = predict_preset_files(preset, paths, top_k)
-        else:
-            source, images = paths[0], paths[1:]
-            if not pathlib.Path(source).exists():
-                raise ValueError(f"{source}: no such run directory or .keras file (or give --preset NAME)")
-            if not images:
-                raise ValueError("no IMAGES given (gdfr predict SOURCE IMAGES... or gdfr predict --preset NAME IMAGES...)")
-            rows = predict_files(source, images, top_k)
-    except ValueError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(2)
-    failed = [row for row in rows if "error" in row]
-    for row in rows:
-        if "error" in row:
-            click.echo(f"error: {row['path']}: {row['error']}", err=True)
-        elif as_json:
-            click.echo(json.dumps(row))
-        else:
-            shown = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top"])
-            click.echo(f"{row['path']}: {shown}")
-    if failed:
-        click.echo(f"error: {len(failed)} of {len(rows)} image(s) could not be read", err=True)
-        sys.exit(1)

@@ -230,3 +230,23 @@ def test_keras_own_torch_export_traces_frm(tiny_raw_model, tmp_path):
     with torch.no_grad():
         got = torch.export.load(str(tmp_path / "keras.pt2")).module()(torch.from_numpy(images)).numpy()
     np.testing.assert_allclose(got, tiny_raw_model.predict(images, verbose=0), atol=1e-5)
+
+
+def test_the_readmes_python_snippets_run_as_shown(cifar_run, tmp_path, monkeypatch):
+    """Every ```python block of README.md, in order, in one namespace, beside runs/cifar10-tiny and bird.jpg."""
+    import re
+    import shutil
+
+    run_dir, _, test, _ = cifar_run
+    shutil.copytree(run_dir, tmp_path / "runs" / "cifar10-tiny")
+    bird = test.class_names.index("bird")
+    _extract([test.paths[int(np.flatnonzero(test.labels == bird)[0])]], tmp_path)[0].rename(tmp_path / "bird.jpg")
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"^```python\n(.*?)^```", (REPO / "README.md").read_text(encoding="utf-8"), re.S | re.M)
+    assert len(blocks) >= 3
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - the README's own code
+    assert tuple(namespace["y"].shape) == (2, 16, 16, 64)
+    assert namespace["count"].params == 43_139_772
+    assert sorted(namespace["features"].output) == ["P0", "P1", "P2", "P3"]

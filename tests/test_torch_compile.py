@@ -85,6 +85,8 @@ def test_jit_train_step_compiles_once_over_two_epochs_with_a_partial_batch(monke
     assert sum(counters["graph_break"].values()) == breaks
     step = model.train_function
     assert [len(graphs) for graphs in step.graphs.values()] == [1] and next(iter(step.graphs.values()))[0].dynamic
+    assert [(w["kind"], w["batch"]) for w in step.warmups] == [("train", BATCH)]  # printed once, on stderr
+    assert 0 < step.warmups[0]["trace_s"] < step.warmups[0]["seconds"]
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 8
 
     # evaluate: its own compiled step, once, the partial batch included; same figures as eager

@@ -45,6 +45,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
+import time
 import types
 
 COMPILER = os.environ.get("GDFR_TORCH_COMPILER", "inductor")
@@ -104,6 +106,7 @@ class CompiledStep:
     def __init__(self, model, kind: str):
         self.model, self.kind = model, kind
         self.graphs: dict[tuple, list[_Graph]] = {}  # inputs' layout -> graphs traced for it
+        self.warmups: list[dict] = []  # per graph: {"kind", "batch", "trace_s", "seconds"} (trace + compile + first run)
         self._by_shape: dict[tuple, _Graph] = {}  # exact input shapes -> the graph that accepts them
 
     def state_variables(self) -> list:
@@ -134,10 +137,15 @@ class CompiledStep:
                   tuple(id(v) for v in variables))
         shapes = (layout, tuple(int(t.shape[0]) for t in inputs))
         graph = self._by_shape.get(shapes)
+        started = new = None
         with torch.no_grad():
             values = [v.value.detach() for v in variables]
             if graph is None:
-                graph = self._find(layout, values + inputs) or self._trace(layout, variables, values, structure)
+                started = time.perf_counter()
+                graph = self._find(layout, values + inputs)
+                if graph is None:
+                    graph = new = self._trace(layout, variables, values, structure)
+                    traced = time.perf_counter() - started
                 self._by_shape[shapes] = graph
             if graph.dynamic:
                 for t in inputs:
@@ -147,7 +155,15 @@ class CompiledStep:
             updated = out[len(graph.log_keys):]
             if updated:
                 torch._foreach_copy_([variables[i].value for i in graph.changed], list(updated))
+        if new is not None:  # inductor compiles on the first call: the warm-up ends here
+            self._report_warmup(int(inputs[0].shape[0]), traced, time.perf_counter() - started)
         return logs
+
+    def _report_warmup(self, batch: int, trace_s: float, seconds: float) -> None:
+        """Record and print (stderr, one line) what compiling a graph cost."""
+        self.warmups.append({"kind": self.kind, "batch": batch, "trace_s": trace_s, "seconds": seconds})
+        print(f"jit_compile: {self.kind} step compiled in {seconds:.1f} s (trace {trace_s:.1f} s, {COMPILER}; "
+              f"batch {batch})", file=sys.stderr, flush=True)
 
     @staticmethod
     def _structure_key(structure):

@@ -79,7 +79,8 @@ def _torch_args(model):
 
     shape = (2, *model.input_shape[1:])
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    return (torch.zeros(shape, dtype=torch.float32),), {"image": {0: batch}}
+    device = model.variables[0].value.device if model.variables else None  # the model's: a CPU sample would not mix
+    return (torch.zeros(shape, dtype=torch.float32, device=device),), {"image": {0: batch}}
 
 
 def write(model, fmt: str, path: pathlib.Path) -> pathlib.Path:
@@ -140,8 +141,10 @@ def run_artifact(fmt: str, path: pathlib.Path, images):
     if fmt == "torch":
         import torch
 
+        module = torch.export.load(str(path)).module()
+        device = next(iter(module.state_dict().values()), torch.empty(0)).device  # where it was exported
         with torch.no_grad():
-            return torch.export.load(str(path)).module()(torch.from_numpy(images)).numpy()
+            return module(torch.from_numpy(images).to(device)).cpu().numpy()
     raise ExportError(f"unknown format {fmt!r}")
 
 

@@ -89,6 +89,7 @@ def test_a_signal_in_the_last_batch_or_validation_keeps_the_finished_epoch(tmp_p
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="categorical_crossentropy", metrics=["accuracy"])
     x, y = np.ones((8, 4), "float32"), np.eye(10, dtype="float32")[np.arange(8) % 10]
     with EventWriter(tmp_path) as events, StopRequest() as stop:
+        stop.fitting = True  # as _fit sets it (before fit, a signal stops at once)
         monitor = RunMonitor(tmp_path, events, recipe, steps=2, stop=stop, best=-1.0)
         model.fit(x, y, batch_size=4, epochs=3, validation_data=(x, y), validation_batch_size=4,
                   callbacks=[signaller := SignalAt(moment, 2), monitor], verbose=0)

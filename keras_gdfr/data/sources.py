@@ -14,14 +14,14 @@ returns a `keras_gdfr.data.split.SplitData`. The sources, one module each:
   torchvision's GTSRB and most PyTorch code, which the paper's numbers come
   from, do); ``crop_roi=True`` crops to the annotated sign box first.
 - ``"imagewoof"`` (`keras_gdfr.data.imagewoof`): the fast.ai ``imagewoof2`` archive.
-- ``"packed"`` (`keras_gdfr.data.packed`): one ``.tfrecord.gz`` file made by
+- ``"packed"`` (`keras_gdfr.data.packed`): one ``.npz`` file made by
   ``gdfr pack`` from an ImageFolder, read without TensorFlow.
 
 The official ones (gtsrb, imagewoof) are downloaded (`keras_gdfr.data.download`)
 into ``data_dir`` or ``~/.keras/datasets/<name>`` when missing and ``download`` is on.
 
 ``source=None`` means "sniff": with no ``data_dir`` the spec's own source; a
-``data_dir`` ending in ``.tfrecord.gz`` is packed; one that is the dataset's own
+``data_dir`` ending in ``.npz`` is packed; one that is the dataset's own
 archive (``GTSRB*``, ``imagewoof*``) or holds its layout means that source; any
 other ``.zip``/tar file, or a directory with split folders (``train/``, ``test/``,
 ``val/``, ``validation/``; also one level down), means ``"imagefolder"``; anything

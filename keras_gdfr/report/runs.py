@@ -97,11 +97,17 @@ class Run:
 
     @property
     def label(self) -> str:
-        """The variant, with its overrides when it has any: 'net2 (depths=[1, 1, 1, 1])'."""
-        if not self.overrides:
-            return self.variant
-        knobs = ", ".join(f"{k}={v}" for k, v in self.overrides.items())
-        return f"{self.variant} ({knobs})"
+        """The variant, with its overrides when it has any: 'net2 (depths=[1, 1, 1, 1])', and the
+        trainer when it is not `gdfr train`: 'tiny [native-torch]' (bench/native_train.py)."""
+        label = self.variant
+        if self.overrides:
+            label += " (" + ", ".join(f"{k}={v}" for k, v in self.overrides.items()) + ")"
+        return f"{label} [{self.trainer}]" if self.trainer else label
+
+    @property
+    def trainer(self) -> str | None:
+        """run_start's `trainer`: "native-torch" for the native control; None for `gdfr train`."""
+        return self.run_start.get("trainer")
 
     @property
     def dataset(self) -> str:

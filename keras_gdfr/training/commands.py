@@ -72,7 +72,7 @@ def _recipe_from_run(run_dir: pathlib.Path):
 @click.argument("recipe", required=False)
 @click.option("--variant", help="Model variant (see `gdfr recipes`); overrides model.variant.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any recipe key, e.g. train.lr=0.05 (repeatable).")
-@click.option("--epochs", type=click.IntRange(min=1), help="Epochs; the milestones scale proportionally.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs; the milestones scale proportionally. With --resume: extend the run to N epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Batch size (train.batch_size).")
 @click.option("--data", help="Offline data: an ImageFolder dir or .zip, the official archive folder, or a tfds data_dir.")
 @click.option("--limit-train", type=click.IntRange(min=0), help="Use a deterministic class-balanced subset of N training images.")
@@ -84,18 +84,19 @@ def train(recipe, variant, sets, epochs, batch_size, data, limit_train, limit_te
     """Train a variant on a recipe's dataset with the paper's schedule.
 
     RECIPE is a .toml file or a recipe name (cifar10, cifar100, svhn, gtsrb,
-    imagenette, imagewoof). With --resume, the recipe is read from the run.
+    imagenette, imagewoof). With --resume, the recipe is read from the run; --epochs N
+    then extends it (a finished run too) with the schedule of an N-epoch run.
     """
     if resume_dir:
         changed = [flag for flag, value in (("RECIPE", recipe), ("--variant", variant), ("--set", sets),
-                   ("--epochs", epochs), ("--batch-size", batch_size), ("--data", data),
+                   ("--batch-size", batch_size), ("--data", data),
                    ("--limit-train", limit_train), ("--limit-test", limit_test), ("--run-dir", run_dir)) if value]
         if changed:
             _fail(f"--resume continues a run with its own recipe; drop {', '.join(changed)}", 2)
         run_path = pathlib.Path(resume_dir)
         if not run_path.is_dir():
             _fail(f"--resume {resume_dir}: no such run directory", 2)
-        parsed = _recipe_from_run(run_path)
+        parsed = _resumed_recipe(_recipe_from_run(run_path), run_path, epochs)
     else:
         if not recipe:
             _fail("missing RECIPE (a .toml file or a recipe name); see `gdfr recipes`", 2)
@@ -106,6 +107,27 @@ def train(recipe, variant, sets, epochs, batch_size, data, limit_train, limit_te
     parsed = _with_devices(parsed, devices)
     _ensure_backend(parsed.train.backend or (_resume_backend(run_path) if resume_dir else ""))
     _train(parsed, run_path, run_dir, resume=bool(resume_dir))
+
+
+def _resumed_recipe(recipe, run_dir: pathlib.Path, epochs: int | None):
+    """The recipe a `--resume` trains: the run's, or extended to `--epochs`; a complete run ends here (exit 0)."""
+    from keras_gdfr.training.extend import ExtendError, completed_line, epochs_trained, extended
+
+    if epochs is not None:
+        try:
+            longer = extended(recipe, epochs, epochs_trained(run_dir))
+        except ExtendError as error:
+            _fail(f"{run_dir}: {error}", 2)
+        if longer is not recipe:
+            click.echo(f"extending {run_dir}: {recipe.train.epochs} -> {epochs} epochs, milestones "
+                       f"{list(recipe.train.milestones)} -> {list(longer.train.milestones)} "
+                       "(the recipe's rule for a new length; docs/run-directory.md)")
+        recipe = longer
+    done = completed_line(run_dir, recipe.train.epochs)
+    if done:
+        click.echo(done)
+        sys.exit(0)
+    return recipe
 
 
 def _resume_backend(run_path: pathlib.Path) -> str:
@@ -198,7 +220,18 @@ def _train(recipe, run_path, run_dir, *, resume: bool):
     if result.status == "failed":
         _fail(f"{result.message} (run directory: {result.run_dir})")
     if result.status == "interrupted":
-        sys.exit(130)
+        _exit_now(130)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without waiting for worker threads (a tfds download stopped by SIGINT/SIGTERM retries for minutes)."""
+    import threading
+
+    if any(t is not threading.main_thread() and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # everything of the run is on disk (fsynced) already
+    sys.exit(code)
 
 
 # ---------------------------------------------------------------------------

@@ -22,6 +22,8 @@ MODEL_FILE = "model.keras"
 CLASS_NAMES_FILE = "class_names.json"
 OUTPUT_LOG = "output.log"
 LOCK_FILE = "run.lock"  # flock()ed by the live trainer (keras_gdfr/training/runlock.py)
+# In a runs folder: the grid of the `gdfr sweep` that wrote into it (docs/sweeps.md).
+SWEEP_MANIFEST = "sweep.json"
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:

@@ -4,6 +4,11 @@
 last checkpoint with weights, optimizer state, epoch and data order restored
 (the input pipeline's epoch e depends only on (seed, e)). Everything a reader
 needs goes into the run directory (docs/run-directory.md).
+
+Why one file of ~540 lines: one run's life in the order it happens (data and model,
+the stop request, the monitor callback, evaluation, the locked run directory,
+resume), in sections marked with rule lines; what stands on its own lives beside
+it (checkpoints.py, events.py, runlock.py, optimizer.py, schedule.py).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from keras_gdfr.data.tf_runtime import TensorFlowMissing, tame_if_installed
 from keras_gdfr.models import GDFRNet
 from keras_gdfr.saving import save_run_model
 from keras_gdfr.training import checkpoints, distributed
+from keras_gdfr.training.extend import extension_fields
 from keras_gdfr.training.events import (
     EVAL_FILE, EVENTS_FILE, LOCK_FILE, MODEL_FILE, OUTPUT_LOG, RECIPE_FILE, EventWriter, first_run_start, read_events,
     run_backend,
@@ -197,8 +203,12 @@ def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int):
 
 
 class StopRequest:
+    """SIGINT/SIGTERM: during `fit`, stop after the current batch (a second one: at once);
+    before it (loading data, building the model: nothing to keep), at once."""
+
     def __init__(self):
         self.signal_name: str | None = None
+        self.fitting = False
         self._previous = {}
 
     def __enter__(self):
@@ -207,9 +217,10 @@ class StopRequest:
         return self
 
     def _handle(self, signum, frame):
-        if self.signal_name is not None:  # a second signal: stop now
+        first = self.signal_name is None
+        self.signal_name = self.signal_name or signal.Signals(signum).name
+        if not first or not self.fitting:  # a second signal, or no epoch to finish: stop now
             raise KeyboardInterrupt
-        self.signal_name = signal.Signals(signum).name
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
@@ -218,6 +229,27 @@ class StopRequest:
 
 # ---------------------------------------------------------------------------
 # The callback that turns fit's progress into events and checkpoints.
+
+
+class EpochLog(keras.callbacks.ProgbarLogger):
+    """Keras's progress output, except for an epoch cut short (a signal, a NaN: not kept).
+
+    Keras would end such an epoch with `16/16 - ... val_accuracy: ...` (its bar's full
+    target, and a validation cut to one batch); this says where it stopped instead.
+    """
+
+    def __init__(self, monitor: "RunMonitor"):
+        super().__init__()
+        self.monitor = monitor
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.monitor._cut_short():
+            super().on_epoch_end(epoch, logs)
+            return
+        if self.verbose:
+            end = "\n" if self.verbose == 1 else ""  # after the live bar's line
+            print(f"{end}epoch {epoch + 1} stopped at step {self.monitor._steps_done}/{self.monitor.steps}: "
+                  "not kept", flush=True)
 
 
 class RunMonitor(keras.callbacks.Callback):
@@ -362,13 +394,17 @@ def _fit(model, recipe, train_data, test_data, run_dir, events, initial_epoch, b
     monitor = RunMonitor(run_dir, events, recipe, steps, stop, best)
     # The monitor first: it decides which epochs count, the TensorBoard writer follows it.
     kept = lambda epoch: monitor.epochs_done == epoch  # noqa: E731
-    callbacks = [monitor]
+    callbacks = [monitor, EpochLog(monitor)]
     if distributed.writes():  # ranks > 0 write nothing into the run directory
         callbacks.append(tensorboard_callback(run_dir, recipe, steps, kept))
-    model.fit(
-        train_ds, epochs=train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-        validation_data=test_ds, callbacks=[c for c in callbacks if c is not None], shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
-    )
+    stop.fitting = True  # a signal now ends the epoch's batch first
+    try:
+        model.fit(
+            train_ds, epochs=train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+            validation_data=test_ds, callbacks=[c for c in callbacks if c is not None], shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
+        )
+    finally:
+        stop.fitting = False
     return monitor
 
 
@@ -447,8 +483,9 @@ def _run_in_locked_dir(recipe: Recipe, run_dir: pathlib.Path, resume: bool, crea
         raise
 
 
-# Recipe keys a --resume may change (docs/run-directory.md): more epochs, other devices (the global
-# batch stays). Any other change since the run's start is refused, naming the key.
+# Recipe keys a --resume may change (docs/run-directory.md): more epochs (with their milestones:
+# keras_gdfr/training/extend.py), other devices (the global batch stays). Any other change since
+# the run's start is refused, naming the key.
 RESUMABLE_KEYS = frozenset({"train.epochs", "train.devices"})
 
 
@@ -483,13 +520,17 @@ def _check_resumable(recipe: Recipe, run_dir: pathlib.Path) -> None:
     except ValueError:  # a recipe this version cannot read: nothing to compare with
         return
     now = _flat(recipe.to_dict())
-    changed = sorted(k for k in original.keys() | now.keys() if k not in RESUMABLE_KEYS and original.get(k) != now.get(k))
+    allowed = RESUMABLE_KEYS
+    if now.get("train.epochs") != original.get("train.epochs"):  # an extension (--resume --epochs N) moves both
+        allowed = allowed | {"train.milestones"}
+    changed = sorted(k for k in original.keys() | now.keys() if k not in allowed and original.get(k) != now.get(k))
     if changed:
         shown = "; ".join(f"{k} is {now.get(k)!r}, the run started with {original.get(k)!r}" for k in changed[:3])
         more = f" (and {len(changed) - 3} more)" if len(changed) > 3 else ""
         raise RunError(
             f"{run_dir / RECIPE_FILE}: changed since the run started: {shown}{more}. A run's recipe is fixed at "
-            f"its start (a resume may change only {', '.join(sorted(RESUMABLE_KEYS))}); put it back, or start a new run"
+            f"its start (a resume may change only {', '.join(sorted(RESUMABLE_KEYS))}, and train.milestones with "
+            "train.epochs); put it back, or start a new run"
         )
 
 
@@ -497,6 +538,8 @@ def _run_locked(recipe: Recipe, run_dir: pathlib.Path, resume: bool) -> RunResul
     started = time.perf_counter()
     with EventWriter(run_dir) as events, StopRequest() as stop:
         try:
+            if resume:
+                _record_new_length(recipe, run_dir, events)
             return _run(recipe, run_dir, resume, events, stop, started)
         except KeyboardInterrupt:  # a second signal
             epoch, best = _saved_state(run_dir)
@@ -512,6 +555,15 @@ def _run_locked(recipe: Recipe, run_dir: pathlib.Path, resume: bool) -> RunResul
             _emit_if_possible(events, "run_end", status="failed", epoch=epoch,
                               seconds=time.perf_counter() - started, best_val_accuracy=best, test=None)
             raise
+
+
+def _record_new_length(recipe: Recipe, run_dir: pathlib.Path, events: EventWriter) -> None:
+    """An extension (`--resume --epochs N`, keras_gdfr/training/extend.py): an `extend` event, then recipe.json."""
+    saved = json.loads((run_dir / RECIPE_FILE).read_text()).get("train", {})
+    fields = extension_fields(saved, recipe)
+    if fields:
+        events.emit("extend", **fields)
+        _write_json(run_dir / RECIPE_FILE, recipe.to_dict())
 
 
 def _emit_if_possible(events: EventWriter, event: str, **fields) -> None:

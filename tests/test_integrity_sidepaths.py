@@ -126,6 +126,7 @@ def test_run_end_keeps_the_best_val_accuracy_after_a_second_signal_or_a_full_dis
         (epoch_dir / name).write_text(json.dumps(state))
     (tmp_path / "checkpoints" / "last.json").write_text('{"dir": "epoch-0001"}')
     recipe = load_recipe("recipes/cifar10.toml", variant="tiny")
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe.to_dict()))
 
     def second_signal(*args):
         raise KeyboardInterrupt
@@ -271,7 +272,7 @@ def test_a_read_only_run_directory_is_one_line(base_run, tmp_path, command, cifa
     listing = files_in(run_dir)
     args = {"eval": ["eval", run_dir], "export": ["export", run_dir, "--format", "keras", "--count", "4"],
             "pack": ["pack", fx.imagefolder(tmp_path / "folder", per_class=(1, 1), splits=("train", "test")),
-                     run_dir / "data.tfrecord.gz", "--dataset", "cifar10"]}[command]
+                     run_dir / "data.npz", "--dataset", "cifar10"]}[command]
     result = mounted("ro", run_dir, tmp_path, *args)
     assert result.returncode == 1
     line = error_line(result)

@@ -50,6 +50,10 @@ def test_a_full_disk_is_one_line_keeps_the_checkpoint_and_resumes(cifar10_zip, t
     log = events(tmp_path)
     assert log[-1]["status"] == "completed" and log[-1]["epoch"] == 3
     assert [e["initial_epoch"] for e in log if e["event"] == "run_start"] == [0, 1, 1]
+    ends = [e for e in log if e["event"] == "run_end"]  # epoch 1 was validated and kept (issue 24: was null)
+    assert [e["status"] for e in ends] == ["failed", "failed", "completed"]
+    assert all(isinstance(e["best_val_accuracy"], float) for e in ends)
+    assert [e["kind"] for e in log if e["event"] == "error"] == ["disk_full", "disk_full"]
 
 
 @pytest.mark.slow  # the default run has one SIGKILL + resume, bit for bit (tests/test_training.py)

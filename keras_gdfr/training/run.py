@@ -483,8 +483,9 @@ def _run_in_locked_dir(recipe: Recipe, run_dir: pathlib.Path, resume: bool, crea
         raise
 
 
-# Recipe keys a --resume may change (docs/run-directory.md): more epochs, other devices (the global
-# batch stays). Any other change since the run's start is refused, naming the key.
+# Recipe keys a --resume may change (docs/run-directory.md): more epochs (with their milestones:
+# keras_gdfr/training/extend.py), other devices (the global batch stays). Any other change since
+# the run's start is refused, naming the key.
 RESUMABLE_KEYS = frozenset({"train.epochs", "train.devices"})
 
 
@@ -519,13 +520,17 @@ def _check_resumable(recipe: Recipe, run_dir: pathlib.Path) -> None:
     except ValueError:  # a recipe this version cannot read: nothing to compare with
         return
     now = _flat(recipe.to_dict())
-    changed = sorted(k for k in original.keys() | now.keys() if k not in RESUMABLE_KEYS and original.get(k) != now.get(k))
+    allowed = RESUMABLE_KEYS
+    if now.get("train.epochs") != original.get("train.epochs"):  # an extension (--resume --epochs N) moves both
+        allowed = allowed | {"train.milestones"}
+    changed = sorted(k for k in original.keys() | now.keys() if k not in allowed and original.get(k) != now.get(k))
     if changed:
         shown = "; ".join(f"{k} is {now.get(k)!r}, the run started with {original.get(k)!r}" for k in changed[:3])
         more = f" (and {len(changed) - 3} more)" if len(changed) > 3 else ""
         raise RunError(
             f"{run_dir / RECIPE_FILE}: changed since the run started: {shown}{more}. A run's recipe is fixed at "
-            f"its start (a resume may change only {', '.join(sorted(RESUMABLE_KEYS))}); put it back, or start a new run"
+            f"its start (a resume may change only {', '.join(sorted(RESUMABLE_KEYS))}, and train.milestones with "
+            "train.epochs); put it back, or start a new run"
         )
 
 

@@ -300,3 +300,17 @@ def test_list_recipes(write):
 def test_list_recipes_default_folders_include_the_shipped_ones():
     names = [row[0] for row in list_recipes()]
     assert set(SHIPPED) <= set(names)
+
+
+def test_the_commands_a_recipe_names_exist():
+    """Each recipe's comments said "`gdfr variants` lists the ablations": there is no such command."""
+    import re
+
+    from keras_gdfr.cli import main
+
+    named = {
+        (file.name, command)
+        for file in pathlib.Path("recipes").glob("*.toml")
+        for command in re.findall(r"`gdfr ([a-z-]+)", file.read_text())
+    }
+    assert named and {command for _, command in named} <= set(main.commands), sorted(named)

@@ -13,10 +13,11 @@ import pytest
 from textual.widgets._footer import FooterKey
 
 from launcher.runs import RunRecord, RunState
-from launcher.screens.compare import METRICS
+from launcher.screens.compare import METRICS, CompareScreen
 from launcher.screens.confirm import Confirm
 from launcher.screens.history import HistoryScreen
 from launcher.screens.run import RunScreen
+from launcher.widgets.curves import CurvesPlot
 from launcher.widgets.run_progress import stats_text
 from launcher.widgets.run_table import RunRow, RunTable
 from tests.test_tui import text_of, wait_for
@@ -167,3 +168,36 @@ async def test_a_stopped_run_shows_no_step_of_the_epoch_it_dropped(tmp_path, fol
         await pilot.pause(0.5)
         labels = [text_of(app.screen.query_one(f"#{name}-label")) for name in ("epoch", "step")]
         assert labels == ["Epoch 1/3", "Step 16/16"]
+
+
+@pytest.mark.asyncio
+async def test_the_path_notice_leaves_with_its_screen(tmp_path, folders):
+    runs = write_fixture_runs(folders[1])
+    app = app_on(tmp_path, folders)
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.pause()
+        app.push_screen(RunScreen(runs["completed"].absolute()))
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), what="the run screen")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: len(app._notifications) == 1, what="the path notice")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert len(app._notifications) == 0  # not lingering ~10 s over the screen below
+
+
+@pytest.mark.asyncio
+async def test_compare_draws_each_run_with_its_own_glyph(tmp_path, folders, monkeypatch):
+    runs = write_fixture_runs(folders[1])
+    app = app_on(tmp_path, folders)
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.pause()
+        drawn = []
+        app.push_screen(CompareScreen([runs[name].absolute() for name in ("completed", "completed2", "interrupted")]))
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), what="compare")
+        for plot in app.screen.query(CurvesPlot):
+            monkeypatch.setattr(plot.plt, "plot", lambda x, y, label, marker: drawn.append((label, marker)))
+            plot.replot()
+        labels = sorted({label for label, _ in drawn})
+        markers = {label: {marker for lab, marker in drawn if lab == label} for label in labels}
+        assert len(labels) == 3 and all(len(m) == 1 for m in markers.values())
+        assert len({next(iter(m)) for m in markers.values()}) == 3  # no two series share a legend glyph

@@ -194,7 +194,9 @@ async def test_compare_draws_each_run_with_its_own_glyph(tmp_path, folders, monk
         drawn = []
         app.push_screen(CompareScreen([runs[name].absolute() for name in ("completed", "completed2", "interrupted")]))
         await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), what="compare")
-        for plot in app.screen.query(CurvesPlot):
+        plots = list(app.screen.query(CurvesPlot))
+        await wait_for(pilot, lambda: all(len(plot.curves) == 3 for plot in plots), what="the curves")
+        for plot in plots:
             monkeypatch.setattr(plot.plt, "plot", lambda x, y, label, marker: drawn.append((label, marker)))
             plot.replot()
         labels = sorted({label for label, _ in drawn})

@@ -36,7 +36,7 @@ def test_extended_recipe_and_its_refusal():
     stopped = load_recipe("recipes/cifar10.toml", epochs=10)  # interrupted after 6 of 10 epochs
     with pytest.raises(ExtendError) as error:
         extended(stopped, 6, trained=6)
-    assert str(error.value) == "--epochs 6: the run has trained 6 epoch(s); give more than 6 to extend it"
+    assert str(error.value) == "--epochs 6: the run has trained 6 epochs; give more than 6 to extend it"
     assert extended(stopped, 7, trained=6).train.milestones == (2, 4, 6)  # a shorter length, past what it trained
 
 
@@ -55,7 +55,7 @@ def test_resume_of_a_completed_run_changes_nothing_and_epochs_extends_it(base_ru
     shorter = gdfr("train", "--resume", run_dir, "--epochs", 1)
     assert shorter.returncode == 2
     assert shorter.stderr.strip().splitlines()[-1] == (
-        f"error: {run_dir}: --epochs 1: the run has trained 2 epoch(s); give more than 2 to extend it")
+        f"error: {run_dir}: --epochs 1: the run has trained 2 epochs; give more than 2 to extend it")
     assert files_of(run_dir) == before
 
     longer = gdfr("train", "--resume", run_dir, "--epochs", 4)

@@ -300,3 +300,24 @@ def test_list_recipes(write):
 def test_list_recipes_default_folders_include_the_shipped_ones():
     names = [row[0] for row in list_recipes()]
     assert set(SHIPPED) <= set(names)
+
+
+def test_the_commands_a_recipe_names_exist():
+    """Each recipe's comments said "`gdfr variants` lists the ablations": there is no such command."""
+    import re
+
+    from keras_gdfr.cli import main
+
+    named = {
+        (file.name, command)
+        for file in pathlib.Path("recipes").glob("*.toml")
+        for command in re.findall(r"`gdfr ([a-z-]+)", file.read_text())
+    }
+    assert named and {command for _, command in named} <= set(main.commands), sorted(named)
+
+
+def test_summary_says_one_epoch_and_a_constant_rate():
+    """It said `1 epochs` and `lr 0.1 x0.2 at none`."""
+    recipe = load_recipe("recipes/cifar10.toml", variant="tiny", epochs=1)
+    assert recipe.summary() == "cifar10, tiny: 1 epoch, batch 128, lr 0.1 constant"
+    assert load_recipe("recipes/cifar10.toml", epochs=3).summary().endswith(": 3 epochs, batch 128, lr 0.1 x0.2 at 1/2")

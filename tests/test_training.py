@@ -69,7 +69,7 @@ def test_train_end_to_end_writes_the_run_directory(cifar10_zip, tmp_path, backen
     result = gdfr("train", "recipes/cifar10.toml", *SMALL, "--data", cifar10_zip, "--limit-train", 128,
                   "--limit-test", 64, "--epochs", 2, "--run-dir", run_dir, backend=backend)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "completed: 2 epoch(s), test accuracy" in result.stdout
+    assert "completed: 2 epochs, test accuracy" in result.stdout
     recipe = json.loads((run_dir / "recipe.json").read_text())
     assert recipe["model"]["variant"] == "tiny" and recipe["train"]["epochs"] == 2
     assert recipe["train"]["milestones"] == [1]  # the paper's 60/120/160 of 200, scaled to 2 epochs

@@ -8,15 +8,17 @@ Output tab after a stop, the path toast, Compare's legend glyphs.
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 from textual.widgets._footer import FooterKey
 
 from launcher.runs import RunRecord, RunState
-from launcher.screens.compare import METRICS
+from launcher.screens.compare import METRICS, CompareScreen
 from launcher.screens.confirm import Confirm
 from launcher.screens.history import HistoryScreen
 from launcher.screens.run import RunScreen
+from launcher.widgets.curves import CurvesPlot
 from launcher.widgets.run_progress import stats_text
 from launcher.widgets.run_table import RunRow, RunTable
 from tests.test_tui import text_of, wait_for
@@ -167,3 +169,35 @@ async def test_a_stopped_run_shows_no_step_of_the_epoch_it_dropped(tmp_path, fol
         await pilot.pause(0.5)
         labels = [text_of(app.screen.query_one(f"#{name}-label")) for name in ("epoch", "step")]
         assert labels == ["Epoch 1/3", "Step 16/16"]
+
+
+@pytest.mark.asyncio
+async def test_the_path_notice_leaves_with_its_screen(tmp_path, folders):
+    runs = write_fixture_runs(folders[1])
+    app = app_on(tmp_path, folders)
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.pause()
+        app.push_screen(RunScreen(runs["completed"].absolute()))
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), what="the run screen")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: len(app._notifications) == 1, what="the path notice")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert len(app._notifications) == 0  # not lingering ~10 s over the screen below
+
+
+@pytest.mark.asyncio
+async def test_compare_draws_each_run_with_its_own_glyph(tmp_path, folders):
+    runs = write_fixture_runs(folders[1])
+    app = app_on(tmp_path, folders)
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.pause()
+        app.push_screen(CompareScreen([runs[name].absolute() for name in ("completed", "completed2", "interrupted")]))
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), what="compare")
+        plots = list(app.screen.query(CurvesPlot))
+        await wait_for(pilot, lambda: all(len(plot.curves) == 3 for plot in plots), what="the curves")
+        await pilot.pause(0.3)
+        for plot in plots:  # the legend: `⢕⢕ #1 tiny ...`, `•• #2 net5 ...`, `++ #3 net1 ...`
+            legend = {n: re.search(rf"(\S+) #{n} ", text_of(plot)) for n in (1, 2, 3)}
+            assert all(legend.values()), text_of(plot)
+            assert len({found.group(1) for found in legend.values()}) == 3, text_of(plot)

@@ -148,3 +148,15 @@ def test_unknown_variant_and_bad_knobs_are_named():
         GDFRNet("tiny", branch_depth=4)
     with pytest.raises(ValueError, match=r"upsample_kernel must be an even integer"):
         GDFRNet("tiny", upsample_kernel=3)
+
+
+def test_a_descriptions_params_figure_is_the_counted_one():
+    """`gdfr recipes` and the launcher show the descriptions: a figure in one must be the count (tiny: 0.71 M)."""
+    import re
+
+    figures = {name: re.search(r"([\d.]+) M params", spec["description"]) for name, spec in VARIANTS.items()}
+    assert figures["tiny"] is not None
+    for name, figure in figures.items():
+        if figure:
+            counted = count_variant(name, image_size=32, num_classes=10).params
+            assert f"{counted / 1e6:.2f}" == figure.group(1), name

@@ -119,6 +119,30 @@ def test_viz_of_a_run_directory_rebuilds_from_its_checkpoint(tiny_model, image_p
     assert sorted(written) == sorted(FIG17_MAPS + ["panel"])
 
 
+def test_viz_writes_beside_its_source_by_default(tiny_model, image_path, tmp_path, monkeypatch):
+    """Not into ./viz of wherever it runs (a clone, where `gdfr bench` then saw uncommitted changes)."""
+    from keras_gdfr.cli import main
+
+    elsewhere = tmp_path / "clone"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    from keras_gdfr.training.recipe import load_recipe
+
+    recipe_file = tmp_path / "tiny.toml"
+    recipe_file.write_text('[data]\ndataset = "cifar10"\n[model]\nvariant = "tiny"\n')
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "recipe.json").write_text(json.dumps(load_recipe(recipe_file).to_dict()))
+    (run_dir / "events.jsonl").write_text(json.dumps({"event": "run_start", "time": 0.0}) + "\n")
+    tiny_model.save(run_dir / "model.keras")
+    for source, out in ((run_dir, run_dir / "viz"), (run_dir / "model.keras", run_dir / "viz")):
+        result = CliRunner().invoke(main, ["viz", str(source), "--image", str(image_path), "--dataset", "cifar10"])
+        assert result.exit_code == 0, result.output
+        assert f"panel  {out / 'disc-fig17.png'}" in result.output
+        assert (out / "disc-fig17.png").is_file()
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_viz_refuses_what_it_cannot_read(tmp_path, image_path):
     from keras_gdfr.cli import main
 

@@ -63,7 +63,7 @@ def test_train_and_eval_without_tensorflow(cifar10_zip, tmp_path):
                              "--limit-test", 32, "--epochs", 2, "--run-dir", run_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "LEAKED" not in result.stderr
-    assert "completed: 2 epoch(s), test accuracy" in result.stdout
+    assert "completed: 2 epochs, test accuracy" in result.stdout
     start = json.loads((run_dir / "events.jsonl").read_text().splitlines()[0])
     assert start["pipeline"] == "device" and start["pipeline_reason"].startswith("auto:")
     evaluation = json.loads((run_dir / "eval.json").read_text())

@@ -6,6 +6,7 @@ keras) in its body, so `gdfr --help` stays fast.
 
 from __future__ import annotations
 
+import pathlib
 import sys
 
 import click
@@ -44,13 +45,13 @@ def report(run_dirs: tuple[str, ...], out_dir: str, count: bool) -> None:
 @click.argument("source", type=click.Path(exists=True))
 @click.option("--image", "image_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The image to visualise (any format PIL reads).")
-@click.option("--out", "out_dir", default="viz", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for the heatmap PNGs.")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Folder for the heatmap PNGs. [default: SOURCE/viz for a run directory, viz/ beside a .keras file]")
 @click.option("--dataset", default=None,
               help="Dataset whose mean/std normalise the image, for a bare .keras file (a run directory knows its own).")
 @click.option("--reduce", type=click.Choice(["mean", "l2"]), default="mean", show_default=True,
               help="Channel reduction: mean of |feature| or L2 norm.")
-def viz(source: str, image_path: str, out_dir: str, dataset: str | None, reduce: str) -> None:
+def viz(source: str, image_path: str, out_dir: str | None, dataset: str | None, reduce: str) -> None:
     """Feature heatmaps of one image, in the style of the paper's Figure 17.
 
     SOURCE is a run directory (its model.keras, else its checkpoint) or a .keras
@@ -63,6 +64,8 @@ def viz(source: str, image_path: str, out_dir: str, dataset: str | None, reduce:
         raise click.BadParameter(f"unknown dataset {dataset!r} (known: {', '.join(DATASETS)})", param_hint="--dataset")
     from keras_gdfr.report.viz import visualize
 
+    if out_dir is None:  # beside what made them, never into whatever folder this runs in (a clone)
+        out_dir = str(pathlib.Path(source) / "viz" if pathlib.Path(source).is_dir() else pathlib.Path(source).parent / "viz")
     try:
         written = visualize(source, image_path, out_dir, dataset=dataset, reduce=reduce)
     except (FileNotFoundError, ValueError) as error:

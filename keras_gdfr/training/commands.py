@@ -216,7 +216,9 @@ def _train(recipe, run_path, run_dir, *, resume: bool):
     except Exception as error:  # the events file already holds the error event
         _fail(f"{type(error).__name__}: {error} (run directory: {run_path})")
     test = f", test accuracy {result.test['accuracy']:.4f}" if result.test else ""
-    click.echo(f"{result.status}: {result.epochs_done} epoch(s){test} -> {result.run_dir}")
+    from keras_gdfr.training.schedule import epochs_text
+
+    click.echo(f"{result.status}: {epochs_text(result.epochs_done)}{test} -> {result.run_dir}")
     if result.status == "failed":
         _fail(f"{result.message} (run directory: {result.run_dir})")
     if result.status == "interrupted":

@@ -75,7 +75,7 @@ def extended(recipe, new_epochs: int, trained: int):
         return recipe  # its own length: a plain resume
     if new_epochs <= trained:
         raise ExtendError(
-            f"--epochs {new_epochs}: the run has trained {trained} epoch(s); "
+            f"--epochs {new_epochs}: the run has trained {schedule.epochs_text(trained)}; "
             f"give more than {trained} to extend it"
         )
     milestones = extension_milestones(train.epochs, train.milestones, new_epochs)

@@ -409,10 +409,10 @@ class Recipe:
         overrides = ", ".join(f"{k}={_plain(v)}" for k, v in self.model.overrides.items())
         variant = self.model.variant + (f" ({overrides})" if overrides else "")
         t = self.train
-        milestones = "/".join(str(m) for m in t.milestones) or "none"
+        decay = f" x{t.lr_gamma:g} at {'/'.join(str(m) for m in t.milestones)}" if t.milestones else " constant"
         return (
-            f"{self.data.dataset}, {variant}: {t.epochs} epochs, batch {t.batch_size}, "
-            f"lr {t.lr:g} x{t.lr_gamma:g} at {milestones}"
+            f"{self.data.dataset}, {variant}: {schedule.epochs_text(t.epochs)}, batch {t.batch_size}, "
+            f"lr {t.lr:g}{decay}"
         )
 
     def to_dict(self) -> dict:

@@ -39,6 +39,11 @@ WEIGHT_DECAY = 5e-4
 LABEL_SMOOTHING = 0.1
 
 
+def epochs_text(count: int) -> str:
+    """`1 epoch`, `3 epochs`."""
+    return f"{count} epoch" if count == 1 else f"{count} epochs"
+
+
 def scale_milestones(
     milestones: Sequence[int], from_epochs: int, to_epochs: int
 ) -> tuple[int, ...]:

@@ -21,7 +21,7 @@ from launcher.runs import (
     format_percent,
     run_labels,
 )
-from launcher.widgets.curves import Curve, CurvesPlot
+from launcher.widgets.curves import SERIES_MARKERS, Curve, CurvesPlot
 from launcher.widgets.run_progress import status_text
 
 POLL_INTERVAL_S = 1.0
@@ -100,12 +100,11 @@ class CompareScreen(Screen):
         if not changed and self.query_one(DataTable).row_count:
             return
         states = [record.state for record in self.records]
-        self.query_one("#compare-accuracy", CurvesPlot).curves = tuple(
-            Curve(self.label(i, s), *map(tuple, s.series("val_accuracy"))) for i, s in enumerate(states, 1)
-        )
-        self.query_one("#compare-loss", CurvesPlot).curves = tuple(
-            Curve(self.label(i, s), *map(tuple, s.series("val_loss"))) for i, s in enumerate(states, 1)
-        )
+        for plot, metric in (("#compare-accuracy", "val_accuracy"), ("#compare-loss", "val_loss")):
+            self.query_one(plot, CurvesPlot).curves = tuple(
+                Curve(self.label(i, s), *map(tuple, s.series(metric)), marker=SERIES_MARKERS[(i - 1) % len(SERIES_MARKERS)])
+                for i, s in enumerate(states, 1)
+            )
         table = self.query_one(DataTable)
         table.clear()
         for name, value in METRICS:

@@ -29,7 +29,7 @@ from launcher.runs import (
 )
 from launcher.screens.compare import CompareScreen
 from launcher.screens.confirm import Confirm
-from launcher.screens.run import RunScreen, produced_text, resumable
+from launcher.screens.run import RunScreen, clear_path_toast, resumable, show_path_toast
 from launcher.widgets.run_progress import status_text
 from launcher.widgets.run_table import RunRow, RunTable
 
@@ -207,7 +207,10 @@ class HistoryScreen(Screen):
     def action_show_path(self) -> None:
         row = self._current_row()
         if row is not None:
-            self.app.notify(produced_text(row.record.path), title=str(row.record.path), timeout=15)
+            self._path_toast_until = show_path_toast(self, row.record.path)
+
+    def on_screen_suspend(self) -> None:
+        clear_path_toast(self)
 
     def action_delete(self) -> None:
         row = self._current_row()

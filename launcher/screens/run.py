@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from launcher.launch import run_status
+from keras_gdfr.training.schedule import epochs_text
 from launcher.machine import Sampler
 from launcher.owner import owner_alive, read_owner
 from launcher.runs import RunRecord, RunState, format_number, format_percent, tail_lines
@@ -81,7 +82,7 @@ def failure_message(state: RunState, status: str, output: list[str]) -> str | No
         if text and not text.startswith("$ ") and _looks_like_error(text):
             return text
     how = _exit_text(status)
-    done = f"; {state.epoch} epoch(s) checkpointed, r resumes from there" if state.epoch else ""
+    done = f"; {epochs_text(state.epoch)} checkpointed, ctrl+r resumes from there" if state.epoch else ""
     return f"the trainer ended without writing run_end ({how}){done}; see output.log"
 
 
@@ -304,7 +305,13 @@ class RunScreen(Screen):
 
     def action_show_path(self) -> None:
         """The run directory and what the run produced, as a notice (selectable in most terminals)."""
-        self.app.notify(produced_text(self.run_dir), title=str(self.run_dir), timeout=15)
+        self._path_toast_until = show_path_toast(self, self.run_dir)
+
+    def on_screen_suspend(self) -> None:
+        clear_path_toast(self)
+
+    def on_unmount(self) -> None:
+        clear_path_toast(self)
 
     def action_back(self) -> None:
         self.dismiss()
@@ -318,6 +325,22 @@ class RunScreen(Screen):
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+
+
+PATH_TOAST_S = 15
+
+
+def show_path_toast(screen: Screen, run_dir: pathlib.Path) -> float:
+    """`p`'s notice (the run directory, what it produced); returns when it would go by itself."""
+    screen.app.notify(produced_text(run_dir), title=str(run_dir), timeout=PATH_TOAST_S)
+    return time.monotonic() + PATH_TOAST_S
+
+
+def clear_path_toast(screen: Screen) -> None:
+    """Leaving a screen takes its `p` notice along: it covered the next screen for up to 15 s."""
+    if time.monotonic() < getattr(screen, "_path_toast_until", 0.0):
+        screen._path_toast_until = 0.0
+        screen.app.clear_notifications()
 
 
 def produced_text(run_dir: pathlib.Path) -> str:

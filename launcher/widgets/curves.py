@@ -35,6 +35,13 @@ class Curve:
     label: str
     x: tuple[float, ...]
     y: tuple[float, ...]
+    marker: str | None = None
+    """plotext's marker; None: braille lines (a single point: a dot). Plots whose series
+    must stay apart without colour (Compare) give each its own (`SERIES_MARKERS`)."""
+
+
+SERIES_MARKERS = ("braille", "dot", "+", "x", "*", "o", "@", "%")
+"""Distinct legend glyphs, one a series, in order."""
 
 
 class CurvesPlot(PlotextPlot):
@@ -87,9 +94,9 @@ class CurvesPlot(PlotextPlot):
             x, y = downsample(curve.x, curve.y)
             y = [100 * v for v in y] if self.percent else y
             if len(x) == 1:
-                plt.scatter(x, y, label=curve.label, marker="dot")
+                plt.scatter(x, y, label=curve.label, marker=curve.marker or "dot")
             else:
-                plt.plot(x, y, label=curve.label, marker="braille")
+                plt.plot(x, y, label=curve.label, marker=curve.marker or "braille")
             drawn = True
         if drawn:
             # Epoch axis from the whole epoch before the first point to the one after the last:

@@ -2,24 +2,25 @@
 
 The form refuses what `gdfr train` refuses, with its messages: the options are
 parsed by the real click command (`keras_gdfr.training.commands.train`), and
-the recipe is checked by `keras_gdfr.training.recipe.load_recipe` -- each only
-when it can be loaded without importing Keras (see `launcher.keras_free`; the
-test suite checks that the launcher's process never imports Keras). Otherwise
-recipes are read as plain TOML for display, and what is left unchecked shows
-up as the trainer's own error line on the run screen.
+the recipe is checked by `keras_gdfr.training.recipe.load_recipe`. Both modules
+import no Keras (its imports live inside the command bodies;
+`tests/test_dependencies.py` imports the whole launcher in a fresh interpreter and
+checks). A recipe that `load_recipe` refuses is still read as plain TOML for display.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 import pathlib
 import shlex
-from types import ModuleType
 from typing import Any, Iterable
 
-from launcher import keras_free
+import click
+
+from keras_gdfr.data.specs import DATASETS
+from keras_gdfr.training import recipe as recipe_module
+from keras_gdfr.training.commands import train as train_cli
 from launcher.launch import BACKENDS, Overrides, train_command
 
 try:  # Python >= 3.11
@@ -41,21 +42,9 @@ class RecipeEntry:
     summary: str = ""
 
 
-def recipe_module() -> ModuleType | None:
-    """`keras_gdfr.training.recipe`, or None when absent or when importing it would import Keras."""
-    return keras_free.load("keras_gdfr.training.recipe")
-
-
-def dataset_specs() -> dict:
-    """`keras_gdfr.data.specs.DATASETS` (name -> DatasetSpec), loaded Keras-free."""
-    specs = keras_free.load("keras_gdfr.data.specs")
-    return dict(getattr(specs, "DATASETS", {}))
-
-
 def default_recipes_dir() -> pathlib.Path:
     """The first of `recipe_folders()` (`./recipes`, the repository's, the packaged ones)."""
-    module = recipe_module()
-    folders = module.recipe_folders() if module is not None and hasattr(module, "recipe_folders") else []
+    folders = recipe_module.recipe_folders()
     return folders[0] if folders else pathlib.Path.cwd() / "recipes"
 
 
@@ -64,16 +53,14 @@ def list_recipe_entries(folder: str | os.PathLike) -> list[RecipeEntry]:
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         return []
-    module = recipe_module()
-    if module is not None and hasattr(module, "list_recipes"):
-        try:
-            return [  # the file's own first comment says more than the generated summary
-                RecipeEntry(str(name), pathlib.Path(path), str(dataset or ""),
-                            _first_comment(pathlib.Path(path)) or str(summary or ""))
-                for name, path, dataset, summary in module.list_recipes(folder)
-            ]
-        except Exception:  # noqa: BLE001 - a broken file: fall back to reading TOML
-            pass
+    try:
+        return [  # the file's own first comment says more than the generated summary
+            RecipeEntry(str(name), pathlib.Path(path), str(dataset or ""),
+                        _first_comment(pathlib.Path(path)) or str(summary or ""))
+            for name, path, dataset, summary in recipe_module.list_recipes(folder)
+        ]
+    except Exception:  # noqa: BLE001 - a broken file: fall back to reading TOML
+        pass
     entries = []
     for path in sorted(folder.glob("*.toml")):
         document = _read_toml(path)
@@ -113,12 +100,10 @@ def recipe_facts(path: str | os.PathLike, variant: str | None = None) -> dict[st
     facts: dict[str, Any] = {key: None for key in _FACT_KEYS}
     facts["error"] = None
     document: Any = None
-    module = recipe_module()
-    if module is not None and hasattr(module, "load_recipe"):
-        try:
-            document = plain(module.load_recipe(str(path), variant=variant))
-        except Exception as error:  # noqa: BLE001 - RecipeError or a bug: shown, not raised
-            facts["error"] = str(error)
+    try:
+        document = plain(recipe_module.load_recipe(str(path), variant=variant))
+    except Exception as error:  # noqa: BLE001 - RecipeError or a bug: shown, not raised
+        facts["error"] = str(error)
     if document is None:
         document = _read_toml(pathlib.Path(path))
         if document is None and facts["error"] is None:
@@ -128,7 +113,7 @@ def recipe_facts(path: str | os.PathLike, variant: str | None = None) -> dict[st
             facts[fact] = find_key(document, keys)
         if facts["dataset"] is None and isinstance(document.get("data"), dict):
             facts["dataset"] = document["data"].get("name")
-    spec = dataset_specs().get(str(facts["dataset"]))
+    spec = DATASETS.get(str(facts["dataset"]))
     if spec is not None:
         facts["image_size"] = facts["image_size"] or spec.image_size
         facts["num_classes"] = facts["num_classes"] or spec.num_classes
@@ -144,23 +129,6 @@ def parse_sets(text: str) -> tuple[tuple[str, ...], str | None]:
         return (), f"--set: {error}"
 
 
-def _set_checks(recipe: str | os.PathLike, sets: Iterable[str]) -> str | None:
-    """`parse_set`'s checks of `--set` items, worded as its `RecipeError`s."""
-    for text in sets:
-        key, sep, value = text.partition("=")
-        key = key.strip()
-        if sep and key and "." not in key:
-            return f"{recipe}: --set {text!r}: {key!r} is not a dotted key; keys are section.key, e.g. train.epochs"
-        if sep and key and not value.strip():
-            return f"{recipe}: --set {text!r}: missing value after '='"
-        if not sep or not key:
-            return (
-                f"{recipe}: --set {text!r}: expected KEY=VALUE with a dotted key, "
-                "e.g. train.epochs=3 or model.overrides.reduction=8"
-            )
-    return None
-
-
 def validate(
     recipe: str | os.PathLike,
     variant: str | None,
@@ -168,10 +136,9 @@ def validate(
 ) -> str | None:
     """Checks a launch the way `gdfr train` would; returns its error message or None.
 
-    In order: the `train` command's own option parsing (click's messages, from
-    the real command when it loads Keras-free), the data path, the run
-    directory, then the recipe (`load_recipe`'s `RecipeError`) when that module
-    is Keras-free. What cannot be checked here surfaces as the trainer's stderr.
+    In order: the `train` command's own option parsing (click's messages), the
+    data path, the run directory, then the recipe (`load_recipe`'s `RecipeError`).
+    What cannot be checked here surfaces as the trainer's stderr.
     """
     if overrides.backend not in BACKENDS:
         return f"KERAS_BACKEND must be one of {', '.join(BACKENDS)}, got {overrides.backend!r}"
@@ -183,19 +150,12 @@ def validate(
     run_dir = overrides.run_dir
     if run_dir and os.path.isdir(run_dir) and os.listdir(run_dir):
         return f"{run_dir}: run directory already exists and is not empty; pass --resume {run_dir} to continue it"
-    module = recipe_module()
-    if module is None or not hasattr(module, "load_recipe"):
-        return _set_checks(recipe, overrides.sets)
     sets = list(overrides.sets) + ([f"train.batch_size={overrides.batch_size}"] if overrides.batch_size else [])
-    kwargs: dict[str, Any] = dict(
-        variant=variant, sets=sets, epochs=overrides.epochs, data=overrides.data or None,
-        limit_train=overrides.limit_train, limit_test=overrides.limit_test,
-    )
-    accepted = _parameters(module.load_recipe)
-    if accepted is not None:
-        kwargs = {k: v for k, v in kwargs.items() if k in accepted}
     try:
-        module.load_recipe(str(recipe), **kwargs)
+        recipe_module.load_recipe(
+            str(recipe), variant=variant, sets=sets, epochs=overrides.epochs, data=overrides.data or None,
+            limit_train=overrides.limit_train, limit_test=overrides.limit_test,
+        )
     except Exception as error:  # noqa: BLE001 - RecipeError: the CLI's own message
         text = str(error).strip()
         return text.splitlines()[0] if text else type(error).__name__
@@ -203,48 +163,12 @@ def validate(
 
 
 def cli_check(arguments: list[str]) -> str | None:
-    """Parses `gdfr train` arguments with the real click command; its message on failure.
-
-    Falls back to the same range checks, worded as click words them, when the
-    command cannot be loaded without Keras.
-    """
-    commands = keras_free.load("keras_gdfr.training.commands")
-    command = getattr(commands, "train", None)
-    if command is None or not hasattr(command, "make_context"):
-        return _flag_checks(arguments)
-    import click
-
+    """Parses `gdfr train` arguments with the real click command; its message on failure."""
     try:
-        command.make_context("train", list(arguments))
+        train_cli.make_context("train", list(arguments))
     except click.ClickException as error:
         return error.format_message()
     return None
-
-
-_FLAG_MINIMUMS = {"--epochs": 1, "--batch-size": 1, "--limit-train": 0, "--limit-test": 0}
-
-
-def _flag_checks(arguments: list[str]) -> str | None:
-    for flag, value in zip(arguments, arguments[1:]):
-        if flag in _FLAG_MINIMUMS:
-            try:
-                number = int(value)
-            except ValueError:
-                return f"Invalid value for {flag!r}: {value!r} is not a valid integer range."
-            if number < _FLAG_MINIMUMS[flag]:
-                return f"Invalid value for {flag!r}: {number} is not in the range x>={_FLAG_MINIMUMS[flag]}."
-    return None
-
-
-def _parameters(function: Any) -> set[str] | None:
-    """The keyword names a function accepts; None when it takes **kwargs or is opaque."""
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
-    return {p.name for p in parameters}
 
 
 def plain(value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 import pathlib
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from keras_gdfr import export as ex
-from keras_gdfr.data.specs import GTSRB_SIGNS, readable_class_names
+from keras_gdfr.data.specs import GTSRB_SIGNS, WORDNET_NAMES, readable_class_names
 from keras_gdfr.predict import predict_files
 from keras_gdfr.saving import has_preprocessing, load_model, load_run_model, pipeline_model, save_run_model
 from keras_gdfr.training.events import CLASS_NAMES_FILE, MODEL_FILE, RECIPE_FILE
@@ -115,6 +116,28 @@ def test_readable_class_names():
     assert readable_class_names("cifar10", ["cat"]) == ["cat"]
 
 
+def _class_folders(zip_path) -> set[str]:
+    with zipfile.ZipFile(zip_path) as archive:
+        return {pathlib.PurePosixPath(name).parts[1] for name in archive.namelist() if name.count("/") >= 2}
+
+
+def _tfds_labels(name: str) -> set[str]:
+    tfds_files = importlib.resources.files("tensorflow_datasets") / "image_classification"
+    return set((tfds_files / f"{name}_labels.txt").read_text().split())
+
+
+def test_every_wordnet_id_is_a_real_class_folder(imagenette_zip):
+    # Imagenette's folders (the real archive's train/ and val/) and tfds's label files:
+    # Imagewang's 20 classes are Imagenette's 10 and Imagewoof's 10.
+    pytest.importorskip("tensorflow_datasets")
+    nette, woof = set(WORDNET_NAMES["imagenette"]), set(WORDNET_NAMES["imagewoof"])
+    assert _class_folders(imagenette_zip) == nette == _tfds_labels("imagenette")
+    assert _tfds_labels("imagewang") - nette == woof
+    assert readable_class_names("imagenette", ["n03888257"]) == ["parachute"]
+    # An id of the other dataset is not a class of this one.
+    assert readable_class_names("imagenette", ["n02115641"]) == ["n02115641"]
+
+
 @pytest.fixture(scope="module")
 def tiny_raw_model():
     keras.utils.set_random_seed(1)
@@ -207,3 +230,23 @@ def test_keras_own_torch_export_traces_frm(tiny_raw_model, tmp_path):
     with torch.no_grad():
         got = torch.export.load(str(tmp_path / "keras.pt2")).module()(torch.from_numpy(images)).numpy()
     np.testing.assert_allclose(got, tiny_raw_model.predict(images, verbose=0), atol=1e-5)
+
+
+def test_the_readmes_python_snippets_run_as_shown(cifar_run, tmp_path, monkeypatch):
+    """Every ```python block of README.md, in order, in one namespace, beside runs/cifar10-tiny and bird.jpg."""
+    import re
+    import shutil
+
+    run_dir, _, test, _ = cifar_run
+    shutil.copytree(run_dir, tmp_path / "runs" / "cifar10-tiny")
+    bird = test.class_names.index("bird")
+    _extract([test.paths[int(np.flatnonzero(test.labels == bird)[0])]], tmp_path)[0].rename(tmp_path / "bird.jpg")
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"^```python\n(.*?)^```", (REPO / "README.md").read_text(encoding="utf-8"), re.S | re.M)
+    assert len(blocks) >= 3
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - the README's own code
+    assert tuple(namespace["y"].shape) == (2, 16, 16, 64)
+    assert namespace["count"].params == 43_139_772
+    assert sorted(namespace["features"].output) == ["P0", "P1", "P2", "P3"]

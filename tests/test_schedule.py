@@ -11,13 +11,6 @@ from keras_gdfr.training.optimizer import MultiStepLR
 from keras_gdfr.training.schedule import lr_at_epoch, scale_milestones
 
 
-def test_schedule_and_recipe_modules_import_no_keras():
-    """The launcher loads the recipe checks in its Keras-free process."""
-    keras_free = pytest.importorskip("launcher.keras_free")
-    for name in ("keras_gdfr.training.schedule", "keras_gdfr.training.recipe"):
-        assert keras_free.heavy_imports(name, with_parents=False) == frozenset(), name
-
-
 def test_paper_constants():
     assert schedule.PAPER_EPOCHS == 200
     assert schedule.PAPER_MILESTONES == (60, 120, 160)

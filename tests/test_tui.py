@@ -86,6 +86,15 @@ async def fill_and_launch(pilot, variant: str = "tiny", **fields: str) -> None:
     await pilot.press("ctrl+r")
 
 
+async def stop_and_confirm(pilot) -> None:
+    """Presses ctrl+s (stop) and answers the question with ctrl+y."""
+    from launcher.screens.confirm import Confirm
+
+    await pilot.press("ctrl+s")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, Confirm), what="the stop question")
+    await pilot.press("ctrl+y")
+
+
 # Launching ------------------------------------------------------------------------
 
 
@@ -131,16 +140,16 @@ async def test_stop_then_resume(fake_app, monkeypatch):
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), what="the run screen")
         screen = app.screen
         await wait_for(pilot, lambda: screen.record.state.epoch >= 1, what="one epoch")
-        await pilot.press("s")
+        await stop_and_confirm(pilot)
         await wait_for(pilot, lambda: status_of(app) == "interrupted", what="interrupted")
         state = screen.record.state
         done = state.epoch
         assert state.end["status"] == "interrupted"
-        await pilot.press("r")  # resume: gdfr train --resume RUN_DIR
+        await pilot.press("ctrl+r")  # resume: gdfr train --resume RUN_DIR
         await wait_for(pilot, lambda: status_of(app) == "running", what="running again")
         assert state.initial_epoch == done
         assert app.processes[screen.run_dir].command[-2:] == ["--resume", str(screen.run_dir)]
-        await pilot.press("s")
+        await stop_and_confirm(pilot)
         await wait_for(pilot, lambda: status_of(app) == "interrupted", what="interrupted again")
 
 

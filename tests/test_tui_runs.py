@@ -1,15 +1,13 @@
-"""Plain tests of the launcher's pure modules: runs, launch, recipes, keras_free, model_info."""
+"""Plain tests of the launcher's pure modules: runs, launch, recipes, model_info."""
 
 from __future__ import annotations
 
 import datetime
 import os
-import subprocess
 import sys
 
 import pytest
 
-from launcher import keras_free
 from launcher.launch import Overrides, new_run_dir, resume_command, run_status, train_command
 from launcher.model_info import parse_json_object
 from launcher.recipes import find_key, list_recipe_entries, parse_sets, recipe_facts, validate
@@ -252,24 +250,11 @@ def test_validate_refuses_like_the_cli(tmp_path, overrides, message):
     result = validate(recipe, "tiny", overrides)
     if message is None:
         assert result is None
-    else:  # the fallback's wording or load_recipe's own (which may add a did-you-mean)
+    else:  # load_recipe's own wording (which may add a did-you-mean)
         assert result is not None and result.startswith(message.format(r=recipe))
 
 
-def test_fallback_set_checks_word_like_parse_set():
-    from launcher.recipes import _set_checks
-
-    assert _set_checks("r.toml", ["train.lr=0.1"]) is None
-    assert _set_checks("r.toml", ["epochs=3"]) == (
-        "r.toml: --set 'epochs=3': 'epochs' is not a dotted key; keys are section.key, e.g. train.epochs")
-    assert _set_checks("r.toml", ["train.lr="]) == "r.toml: --set 'train.lr=': missing value after '='"
-
-
-def test_validate_uses_load_recipe_when_it_is_keras_free(tmp_path):
-    from launcher.recipes import recipe_module
-
-    if recipe_module() is None:
-        pytest.skip("keras_gdfr.training.recipe imports Keras: the launcher falls back to light checks")
+def test_validate_uses_load_recipe(tmp_path):
     recipe = write_recipes(tmp_path / "recipes") / "cifar10.toml"
     message = validate(recipe, "tiny", Overrides(sets=("train.momentum=2",)))
     assert message is not None and message.startswith(f"{recipe}: train.momentum: ")
@@ -292,41 +277,13 @@ def test_validate_refuses_a_used_run_directory(tmp_path):
         (["x.toml", "--epochs", "2"], None),
     ],
 )
-def test_flag_checks_match_click(arguments, message):
-    from launcher.recipes import _flag_checks, cli_check
+def test_cli_check_gives_clicks_messages(arguments, message):
+    from launcher.recipes import cli_check
 
-    assert _flag_checks(arguments) == message
     assert cli_check(arguments) == message
 
 
-# keras_free and model_info -------------------------------------------------------
-
-
-def test_keras_free_analysis_sees_the_variant_table_as_a_leaf():
-    assert keras_free.heavy_imports("keras_gdfr.variants", with_parents=False) == frozenset()
-    assert keras_free.heavy_imports("keras_gdfr.data.specs", with_parents=False) == frozenset()
-    variants = keras_free.load("keras_gdfr.variants")
-    assert "tiny" in variants.list_variants()
-
-
-def test_launcher_modules_never_import_keras():
-    code = (
-        "import sys\n"
-        "from launcher.app import make_app\n"
-        "from launcher import recipes, keras_free\n"
-        "from launcher.widgets.variant_list import list_variants\n"
-        "assert list_variants(), 'no variants'\n"
-        "entries = recipes.list_recipe_entries('recipes')\n"
-        "for e in entries: recipes.recipe_facts(e.path)\n"
-        "recipes.validate('recipes/cifar10.toml', 'tiny', recipes.Overrides(epochs=1))\n"
-        "make_app('recipes', 'runs')\n"
-        "heavy = sorted(m for m in ('keras', 'tensorflow', 'torch', 'jax') if m in sys.modules)\n"
-        "print(heavy)\n"
-    )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "[]"
+# model_info --------------------------------------------------------------------
 
 
 def test_parse_json_object():

@@ -194,6 +194,10 @@ def sweep(ctx, recipes, table_names, variants, seeds, runs_dir, epochs, data, li
     except KeyboardInterrupt:
         click.echo("sweep interrupted; run the same command again to resume", err=True)
         sys.exit(130)
+    except sweeping.SweepTerminated as stopped:
+        click.echo(f"sweep terminated (SIGTERM): {stopped}, its checkpoint kept; run the same command again "
+                   "to resume", err=True)
+        sys.exit(143)
     click.echo(sweeping.summary(steps))
     if any(step.interrupted for step in steps):
         sys.exit(130)

@@ -21,6 +21,7 @@ retried the same way, up to `retries` times. docs/sweeps.md.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import json
 import os
@@ -29,6 +30,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -231,6 +233,45 @@ class ChildProcesses:
             process.wait()
         self.running.clear()
 
+    @contextlib.contextmanager
+    def stopped_by_sigterm(self):
+        """SIGTERM to the sweep is passed on to every child; once they have ended (each writes
+        its checkpoint and run_end, as on Ctrl-C), SweepTerminated. A child left running would
+        write its run unsupervised, re-parented to init. Signal handlers: main thread only."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def forward(signum, frame):
+            raise _SigTerm
+
+        previous = signal.signal(signal.SIGTERM, forward)
+        try:
+            yield
+        except _SigTerm:
+            stopped = []
+            for process in list(self.running):
+                process.send_signal(signal.SIGTERM)
+            for process in list(self.running):
+                stopped.append((process.pid, process.wait()))
+            self.running.clear()
+            raise SweepTerminated(stopped) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _SigTerm(BaseException):
+    """Raised by the sweep's SIGTERM handler (BaseException: no `except Exception` swallows it)."""
+
+
+class SweepTerminated(Exception):
+    """SIGTERM reached the sweep: it was passed on to the train children, which have ended."""
+
+    def __init__(self, stopped: list[tuple[int, int]]):
+        super().__init__(", ".join(f"gdfr train (pid {pid}) stopped with exit status {code}"
+                                   for pid, code in stopped) or "no gdfr train was running")
+        self.stopped = stopped
+
 
 def run_cell(step: SweepStep, train_args: Sequence[str], command: Sequence[str], retries: int,
              env: dict | None = None, log: bool = True) -> SweepStep:
@@ -241,10 +282,11 @@ def run_cell(step: SweepStep, train_args: Sequence[str], command: Sequence[str],
         if step.action == "skip":
             return step
         step.attempts += 1
-        children.start(list(command) + train_arguments(step.recipe, step, train_args), step,
-                       env, step.run_dir / OUTPUT_LOG if log else None)
         try:
-            [(_, step.returncode)] = children.wait_any()
+            with children.stopped_by_sigterm():
+                children.start(list(command) + train_arguments(step.recipe, step, train_args), step,
+                               env, step.run_dir / OUTPUT_LOG if log else None)
+                [(_, step.returncode)] = children.wait_any()
         except KeyboardInterrupt:
             children.wait_all()
             raise
@@ -335,34 +377,35 @@ def run_steps(
     children = ChildProcesses()
     stopping = False
     try:
-        while children.running or (pending and not stopping):
-            while pending and free and not stopping:
-                step, slot = pending.popleft(), free.pop(0)
-                step.replan()
-                step.attempts += 1
-                where = f" ({describe_slot(slots[slot])})" if to_log and describe_slot(slots[slot]) else ""
-                verb = "resuming" if step.action == "resume" else "training"
-                retry = f" (retry {step.attempts - 1} of {retries})" if step.attempts > 1 else ""
-                echo(f"{header(step)}: {verb} into {step.run_dir}{where}{retry}")
-                children.start(command + train_arguments(step.recipe, step, train_args), (step, slot),
-                               slots[slot], step.run_dir / OUTPUT_LOG if to_log else None)
-            for (step, slot), code in children.wait_any():
-                free.append(slot)
-                step.returncode = code
-                if step.interrupted:
-                    stopping = True
-                    echo(f"{header(step)}: interrupted; run the same sweep again to resume")
-                    continue
-                if not step.failed:
-                    echo(f"{header(step)}: done")
-                    continue
-                step.error = last_error(step)
-                if should_retry(step, retries):
-                    echo(f"{header(step)}: exit status {code} ({step.error}); retrying with --resume")
-                    pending.appendleft(step)
-                else:
-                    echo(f"{header(step)}: failed with exit status {code} after {step.attempts} attempt(s): "
-                         f"{step.error} ({step.run_dir}); going on with the others")
+        with children.stopped_by_sigterm():
+            while children.running or (pending and not stopping):
+                while pending and free and not stopping:
+                    step, slot = pending.popleft(), free.pop(0)
+                    step.replan()
+                    step.attempts += 1
+                    where = f" ({describe_slot(slots[slot])})" if to_log and describe_slot(slots[slot]) else ""
+                    verb = "resuming" if step.action == "resume" else "training"
+                    retry = f" (retry {step.attempts - 1} of {retries})" if step.attempts > 1 else ""
+                    echo(f"{header(step)}: {verb} into {step.run_dir}{where}{retry}")
+                    children.start(command + train_arguments(step.recipe, step, train_args), (step, slot),
+                                   slots[slot], step.run_dir / OUTPUT_LOG if to_log else None)
+                for (step, slot), code in children.wait_any():
+                    free.append(slot)
+                    step.returncode = code
+                    if step.interrupted:
+                        stopping = True
+                        echo(f"{header(step)}: interrupted; run the same sweep again to resume")
+                        continue
+                    if not step.failed:
+                        echo(f"{header(step)}: done")
+                        continue
+                    step.error = last_error(step)
+                    if should_retry(step, retries):
+                        echo(f"{header(step)}: exit status {code} ({step.error}); retrying with --resume")
+                        pending.appendleft(step)
+                    else:
+                        echo(f"{header(step)}: failed with exit status {code} after {step.attempts} attempt(s): "
+                             f"{step.error} ({step.run_dir}); going on with the others")
     except KeyboardInterrupt:
         children.wait_all()
         raise

@@ -11,7 +11,10 @@ from textual.widgets import Button, Footer, Label
 
 
 class Confirm(ModalScreen[bool]):
-    """Dismisses with True (`y`, Enter on the first button) or False (`n`, Esc, the second).
+    """Dismisses with True (`ctrl+y`, a click on the first button) or False (`n`, Esc, Enter, the second).
+
+    No letter and no Tab/Enter sequence confirms (the Yes button takes no focus): text typed
+    by mistake outside a field can open the question but never answers it.
 
     Args:
         title: the question, one line.
@@ -20,7 +23,7 @@ class Confirm(ModalScreen[bool]):
     """
 
     BINDINGS = [
-        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
+        Binding("ctrl+y", "answer(True)", "Yes", id="confirm.yes"),
         Binding("n,escape", "answer(False)", "No", id="confirm.no"),
     ]
 
@@ -33,7 +36,7 @@ class Confirm(ModalScreen[bool]):
             yield Label(self.title_text, id="confirm-title")
             yield Label(self.body, id="confirm-body")
             with Horizontal(id="confirm-buttons"):
-                yield Button(self.yes, id="yes", variant="warning")
+                yield click_only(Button(self.yes, id="yes", variant="warning"))
                 yield Button("Cancel", id="no")
         yield Footer()
 
@@ -50,3 +53,9 @@ class Confirm(ModalScreen[bool]):
 
     def action_answer(self, value: bool) -> None:
         self.dismiss(value)
+
+
+def click_only(button: Button) -> Button:
+    """A button only a click (or its ctrl key) presses: Tab and Enter never reach it."""
+    button.can_focus = False
+    return button

@@ -9,12 +9,15 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Label
 
+from launcher.screens.confirm import click_only
+
 
 class ConfirmQuit(ModalScreen[bool | None]):
     """Asks whether to stop the runs in flight before quitting.
 
-    Dismisses with True (stop them, then quit), False (quit and leave them
-    training; they run in their own session), or None (do not quit).
+    Dismisses with True (stop them, then quit: `ctrl+s` or a click, never a letter or
+    Enter), False (quit and leave them training; they run in their own session), or
+    None (do not quit; Enter starts on Cancel).
 
     Args:
         count: how many runs are still training.
@@ -22,7 +25,7 @@ class ConfirmQuit(ModalScreen[bool | None]):
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="confirm_quit.cancel"),
-        Binding("s", "answer(True)", "Stop and quit", id="confirm_quit.stop"),
+        Binding("ctrl+s", "answer(True)", "Stop and quit", id="confirm_quit.stop"),
         Binding("k", "answer(False)", "Keep running", id="confirm_quit.keep"),
     ]
 
@@ -40,10 +43,13 @@ class ConfirmQuit(ModalScreen[bool | None]):
                 id="confirm-body",
             )
             with Horizontal(id="confirm-buttons"):
-                yield Button("Stop and quit", id="stop", variant="error")
+                yield click_only(Button("Stop and quit", id="stop", variant="error"))
                 yield Button("Keep running", id="keep", variant="primary")
                 yield Button("Cancel", id="cancel")
         yield Footer()  # this screen's keys, not those of the screen below
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
 
     @on(Button.Pressed, "#stop")
     def _stop(self) -> None:

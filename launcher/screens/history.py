@@ -22,7 +22,6 @@ from launcher.runs import (
     RunRecord,
     Skipped,
     Sweep,
-    format_duration,
     read_sweep,
     run_labels,
     sweep_grid,
@@ -41,8 +40,9 @@ class HistoryScreen(Screen):
     """Every run directory under the runs folder, refreshed every few seconds.
 
     The runs of the folder's `gdfr sweep` (its sweep.json) are listed together, and
-    the detail line of one of them shows the sweep's grid. Enter opens a run, space marks it, `c` compares the marked runs, `r`
-    resumes and `s` stops the run under the cursor. Directories that are not
+    the detail line of one of them shows the sweep's grid. Enter opens a run, space marks it,
+    `c` compares the marked runs, `ctrl+r` resumes and `ctrl+s` stops (after a yes) the run
+    under the cursor. Directories that are not
     readable runs are skipped with one notification each.
 
     Args:
@@ -51,10 +51,12 @@ class HistoryScreen(Screen):
 
     BINDINGS = [
         Binding("c", "compare", "Compare", id="history.compare"),
-        Binding("r", "resume", "Resume", id="history.resume"),
-        Binding("s", "stop", "Stop", id="history.stop"),
+        # What acts on a run takes a ctrl key (ordinary typing never makes one) and, for
+        # stop and delete, a yes: letters typed outside a field must not act on a run.
+        Binding("ctrl+r", "resume", "Resume", id="history.resume"),
+        Binding("ctrl+s", "stop", "Stop", id="history.stop"),
         Binding("slash", "filter", "Filter", id="history.filter"),
-        Binding("d", "delete", "Delete", id="history.delete"),
+        Binding("ctrl+d", "delete", "Delete", id="history.delete"),
         Binding("p", "show_path", "Path", show=False, id="history.path"),
         Binding("g", "report", "Report", show=False, id="history.report"),
         Binding("escape", "leave_filter", "Leave filter", show=False, id="history.leave_filter"),
@@ -78,7 +80,7 @@ class HistoryScreen(Screen):
         yield RunTable(id="runs")
         yield Static(id="history-empty")
         yield Static(id="run-detail")
-        yield Footer()
+        yield Footer(compact=True)  # every key fits 80 columns
 
     def on_mount(self) -> None:
         self.sub_title = "History"
@@ -149,9 +151,8 @@ class HistoryScreen(Screen):
             return
         state = row.record.state
         text = Text.assemble(status_text(row.status), "  ", (row.record.name, "bold"))
-        seconds = (state.end or {}).get("seconds")
-        if seconds is not None:
-            text.append(f"  {format_duration(seconds)}", style="dim")
+        if state.end is not None and state.total_seconds is not None:
+            text.append(f"  trained {state.total_time_text()}", style="dim")
         if row.status in ("running", "starting", "stopping"):
             process = self.app.processes.get(row.record.path)
             owner = read_owner(row.record.path, state)
@@ -275,7 +276,7 @@ class HistoryScreen(Screen):
     def action_stop(self) -> None:
         row = self._current_row()
         if row is not None:
-            self.app.stop_run(row.record.path)
+            self.app.ask_stop(row.record.path)
 
     def _current_row(self) -> RunRow | None:
         table = self.query_one(RunTable)

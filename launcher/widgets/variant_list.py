@@ -9,13 +9,7 @@ from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from launcher import keras_free
-
-
-def list_variants() -> dict[str, str]:
-    """`keras_gdfr.variants.list_variants()`, loaded without importing Keras."""
-    variants = keras_free.load("keras_gdfr.variants")
-    return variants.list_variants() if variants is not None else {}
+from keras_gdfr.variants import list_variants  # the variant table: plain Python, no Keras
 
 
 class VariantList(OptionList):

@@ -126,6 +126,8 @@ class HistoryScreen(Screen):
         for item in skipped:
             if item.path in processes or item.path in self.notified:
                 continue
+            if self.sweep is not None and item.path in self.sweep:  # a sweep's run starting: output.log first
+                continue
             self.notified.add(item.path)
             self.app.notify(str(item), title="History", severity="warning")
         table = self.query_one(RunTable)

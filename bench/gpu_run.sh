@@ -61,19 +61,22 @@ if [ "$SMOKE" = 1 ]; then
   S="--variant tiny --batch 16 --steps 2 --warmup 1 --threads 1"
   bench 300 $G $S --precision float32 --data-format channels_last
   bench 300 $G $S --precision mixed_bfloat16 --data-format channels_first
-  bench 300 $G $S --precision mixed_bfloat16 --data-format channels_first --foreach-sgd
+  bench 300 $G $S --precision mixed_bfloat16 --data-format channels_first --per-variable-sgd
   GDFR_FUSED_BN=0 bench 300 $G $S --precision float32 --data-format channels_first
   bench 300 $G --variant net1 --batch 4 --steps 1 --warmup 1 --threads 1 --precision mixed_bfloat16
   bench 300 bench/torch_resnet34.py --batch 4 --steps 1 --warmup 1 --width 8 --no-compile --amp bf16 --no-channels-last
   bench 300 $G $S --data "$DATA" --data-limit 512
   bench 300 $G --variant tiny --batch 16 --steps 1 --warmup 1 --threads 1 --against native --rounds 2
+  # The compiled step's path (trace, dynamo, counters) without inductor's minutes of C++ compile.
+  GDFR_TORCH_COMPILER=eager bench 300 $G $S --precision float32 --jit
 else
   # In priority order (the last ones are skipped first when the budget runs out).
   B="--batch 128 --steps 30 --warmup 5"
   CF="--precision mixed_bfloat16 --data-format channels_first"
   bench 100 $G --variant gdfrnet $B $CF
   bench 100 $G --variant gdfrnet $B $CF --memory-format channels_last
-  bench 100 $G --variant gdfrnet $B $CF --memory-format channels_last --foreach-sgd
+  bench 100 $G --variant gdfrnet $B $CF --memory-format channels_last --per-variable-sgd
+  bench 120 $G --variant gdfrnet $B $CF --memory-format channels_last --jit  # its warm-up decides train.jit_compile
   bench 100 $G --variant gdfrnet $B --precision float32 --data-format channels_last
   bench 80 $G --variant net2 $B $CF --memory-format channels_last
   bench 150 bench/torch_resnet34.py --stem 3x3 --batch 128 --steps 50 --compile --amp bf16 --channels-last
@@ -82,7 +85,6 @@ else
   GDFR_FUSED_BN=0 bench 100 $G --variant gdfrnet $B $CF --memory-format channels_last
   bench 60 $G --variant gdfrnet --batch 128 --steps 10 --warmup 3 $CF --data "$DATA" --data-limit 0
   bench 120 $G --variant gdfrnet --batch 128 --steps 10 --warmup 3 --data-format channels_first --against native --rounds 4
-  bench 120 $G --variant gdfrnet $B $CF --memory-format channels_last --jit
 fi
 log "bench done"
 
@@ -96,27 +98,44 @@ if [ "$SMOKE" = 1 ]; then
 else
   VARIANT=gdfrnet; TRAIN_ARGS="--set train.precision=mixed_bfloat16"
 fi
-EPOCHS=$("$PY" - "$OUT/bench.jsonl" "$VARIANT" "$LEFT" "$SMOKE" <<'PLAN'
+# The plan: "E JIT", the longest whole schedule that fits, and whether the compiled step
+# (train.jit_compile) is used: only when its measured warm-up (the bench's --jit line, doubled:
+# `gdfr train` compiles a train and a test graph) plus E compiled epochs beats E eager ones.
+read -r EPOCHS JIT <<< "$("$PY" - "$OUT/bench.jsonl" "$VARIANT" "$LEFT" "$SMOKE" <<'PLAN'
 import json, math, sys
 path, variant, left, smoke = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4] == "1"
-lines = [json.loads(l) for l in open(path) if l.startswith("{")]
-rates = [l for l in lines if l.get("variant") == variant and l.get("train_img_s") and l.get("data_format") == "channels_last"]
+try:
+    lines = [json.loads(l) for l in open(path) if l.startswith("{")]
+except OSError:
+    lines = []
+rates = [l for l in lines if l.get("variant") == variant and l.get("train_img_s") and "epoch_s" in l]
+def epochs(line, warmup=0.0):  # 15 %: per-step monitor, validation
+    return math.floor((left - warmup) / (1.15 * line["epoch_s"]))
+eager = [l for l in rates if not l.get("jit") and l.get("data_format") == "channels_last"] or \
+        [l for l in rates if not l.get("jit")]
+jit = [l for l in rates if l.get("jit") and not l.get("recompiles_after_warmup")]
+best_eager = max((epochs(l) for l in eager), default=1)
+best_jit = max((epochs(l, 2 * l["warmup_s"]) for l in jit), default=0)
 if smoke:
-    print(2)  # the CPU smoke trains 2 epochs of 512 images
-elif not rates:
-    print(1)
+    print(2, 1 if best_jit > 2 else 0)  # the CPU smoke trains 2 epochs of 512 images
 else:
-    best = max(rates, key=lambda l: l["train_img_s"])
-    print(max(1, math.floor(left / (1.15 * best["epoch_s"]))))  # 15 %: per-step monitor, validation
+    print(max(1, best_eager, best_jit), 1 if best_jit > best_eager else 0)
 PLAN
-)
+)"
+[ "$JIT" = 1 ] && TRAIN_ARGS="$TRAIN_ARGS --set train.jit_compile=true"
+log "plan: $EPOCHS epochs, compiled step: $([ "$JIT" = 1 ] && echo yes || echo no) (from bench.jsonl)"
 if [ "$LEFT" -gt 30 ]; then
   log "train: gdfr train recipes/cifar10.toml $TRAIN_ARGS --epochs $EPOCHS (budget ${LEFT}s)"
+  RUN=${GDFR_RUN_DIR:-/tmp/gdfr-run}  # outside $OUT: checkpoints and model.keras are too big to bring back
+  rm -rf "$RUN"
+  # Each event reaches $OUT as it is written (every 5 s), so a call cut short still brings them back.
+  ( while sleep 5; do cp "$RUN/events.jsonl" "$OUT/train.jsonl" 2>/dev/null; done ) &
+  COPIER=$!
   timeout $(( LEFT + 30 )) "$PY" -m keras_gdfr.cli train recipes/cifar10.toml $TRAIN_ARGS --data "$DATA" \
-    --epochs "$EPOCHS" --run-dir "$OUT/run" >> "$OUT/log.txt" 2>&1 || log "train FAILED or timed out"
-  cp "$OUT/run/events.jsonl" "$OUT/train.jsonl" 2>/dev/null
-  cp "$OUT/run/eval.json" "$OUT/eval.json" 2>/dev/null
-  rm -rf "$OUT/run"  # checkpoints and model.keras: too big to bring back
+    --epochs "$EPOCHS" --run-dir "$RUN" >> "$OUT/log.txt" 2>&1 || log "train FAILED or timed out"
+  kill "$COPIER" 2>/dev/null
+  cp "$RUN/events.jsonl" "$OUT/train.jsonl" 2>/dev/null
+  cp "$RUN/eval.json" "$OUT/eval.json" 2>/dev/null
 else
   log "train skipped: only ${LEFT}s left"
 fi

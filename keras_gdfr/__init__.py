@@ -16,14 +16,21 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "GDFRNet": ("keras_gdfr.models", "GDFRNet"),
+    "GDFRNetBackbone": ("keras_gdfr.models", "GDFRNetBackbone"),
+    "GDFRNetImageClassifier": ("keras_gdfr.models", "GDFRNetImageClassifier"),
+    "GDFRNetImageClassifierPreprocessor": ("keras_gdfr.models", "GDFRNetImageClassifierPreprocessor"),
+    "GDFRNetImageConverter": ("keras_gdfr.models", "GDFRNetImageConverter"),
     "count_model": ("keras_gdfr.counting", "count_model"),
     "count_variant": ("keras_gdfr.counting", "count_variant"),
     "layers": ("keras_gdfr.layers", None),
+    "list_presets": ("keras_gdfr.presets", "list_presets"),
     "load_model": ("keras_gdfr.saving", "load_model"),
 }
 
 __all__ = [
-    "GDFRNet", "VARIANTS", "count_model", "count_variant", "layers", "list_variants", "load_model", "variant_config",
+    "GDFRNet", "GDFRNetBackbone", "GDFRNetImageClassifier", "GDFRNetImageClassifierPreprocessor",
+    "GDFRNetImageConverter", "VARIANTS", "count_model", "count_variant", "layers", "list_presets", "list_variants",
+    "load_model", "variant_config",
 ]
 
 

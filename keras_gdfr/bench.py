@@ -183,61 +183,11 @@ def _cycle_dataset(keras, batches, length: int):
     return Cycle()
 
 
-def use_foreach_updates(optimizer) -> None:
-    """Give a `TorchSGD` (torch backend) one multi-tensor update per step instead of a loop over variables.
-
-    `TorchSGD.update_step` runs about eight small `keras.ops` calls per variable
-    (GDFRNet has 462 trainable variables: ~3,700 kernel launches per step on a GPU,
-    all dispatched from Python). This replaces the optimizer's
-    `_backend_update_step` with the same PyTorch update done by `torch._foreach_*`
-    ops (one launch per op for all variables), as Keras's own torch optimizers do:
-    g' = g + wd * w (decaying variables only), buf = momentum * buf + g',
-    w -= lr * buf (nesterov: lr * (g' + momentum * buf)). The learning rate stays a
-    tensor (no host sync). A benchmark option: `TorchSGD` itself is unchanged
-    (tests/test_bench.py checks both give the same weights).
-    """
-    import types
-
-    import keras
-
-    from keras_gdfr.training.optimizer import TorchSGD
-
-    if keras.backend.backend() != "torch" or not isinstance(optimizer, TorchSGD):
-        return
-
-    def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        import torch
-
-        with torch.no_grad():
-            values = [v.value for v in trainable_variables]
-            grads = [g.to(w.dtype) for g, w in zip(grads, values)]
-            indexes = [self._get_variable_index(v) for v in trainable_variables]
-            if self.weight_decay:
-                decay = [k for k, index in enumerate(indexes) if self._decays[index]]
-                if decay:
-                    decayed = torch._foreach_add([grads[k] for k in decay], [values[k] for k in decay],
-                                                 alpha=self.weight_decay)
-                    for k, g in zip(decay, decayed):
-                        grads[k] = g
-            steps = grads
-            if self.momentum:
-                buffers = [self.momentums[index].value for index in indexes]
-                torch._foreach_mul_(buffers, self.momentum)
-                torch._foreach_add_(buffers, grads)
-                steps = buffers
-                if self.nesterov:
-                    steps = torch._foreach_add(grads, buffers, alpha=self.momentum)
-            lr = keras.ops.convert_to_tensor(learning_rate).to(values[0].dtype)  # a Variable or a schedule's tensor
-            torch._foreach_sub_(values, torch._foreach_mul(steps, lr))
-
-    optimizer._backend_update_step = types.MethodType(_backend_update_step, optimizer)
-
-
 def run_bench(variant: str = "gdfrnet", image_size: int = 32, batch: int | None = None,
               precision: str = "float32", data_format: str | None = None, memory_format: str = "contiguous",
               jit: bool = False, steps: int = 20, warmup: int = 3, infer_steps: int | None = None,
               dataset: str | None = None, data: str | None = None, data_limit: int | None = 5000,
-              num_classes: int | None = None, threads: int = 0, seed: int = 0, foreach_sgd: bool = False,
+              num_classes: int | None = None, threads: int = 0, seed: int = 0, foreach_sgd: bool = True,
               **overrides) -> dict:
     """Run the benchmark and return its result (the `--json` object)."""
     import keras
@@ -287,8 +237,7 @@ def run_bench(variant: str = "gdfrnet", image_size: int = 32, batch: int | None 
         if torch.cuda.is_available():
             torch.backends.cudnn.benchmark = True  # pick the fastest conv algorithms for these shapes
     optimizer = TorchSGD(PAPER_LR)
-    if foreach_sgd and not jit:  # the compiled step traces TorchSGD's own update (foreach mutates in place)
-        use_foreach_updates(optimizer)
+    optimizer.foreach = foreach_sgd  # torch: TorchSGD's multi-tensor update (the compiled step traces update_step)
     compile_for_training(model, optimizer, jit_compile=jit)
     batches = _make_batches(keras, min(4, max(1, steps)), batch, shape, num_classes, memory_format, seed)
     sync = _Sync(model, backend)
@@ -399,7 +348,7 @@ def _native_module():
 
 
 def against_native(variant: str = "tiny", image_size: int = 32, batch: int = 64, rounds: int = 6, steps: int = 2,
-                   jit: bool = False, threads: int = 0, seed: int = 0, foreach_sgd: bool = False, **overrides) -> dict:
+                   jit: bool = False, threads: int = 0, seed: int = 0, foreach_sgd: bool = True, **overrides) -> dict:
     """Keras vs the native PyTorch twin, same weights and batches, train steps interleaved in one process.
 
     Each round runs `steps` Keras train steps (`train_on_batch`: TorchSGD, label-smoothed
@@ -429,8 +378,7 @@ def against_native(variant: str = "tiny", image_size: int = 32, batch: int = 64,
     model = GDFRNet(variant, input_shape=(3, image_size, image_size), num_classes=10, data_format="channels_first",
                     **overrides)
     optimizer = TorchSGD(PAPER_LR)
-    if foreach_sgd and not jit:  # the compiled step traces TorchSGD's own update (foreach mutates in place)
-        use_foreach_updates(optimizer)
+    optimizer.foreach = foreach_sgd  # torch: TorchSGD's multi-tensor update (the compiled step traces update_step)
     compile_for_training(model, optimizer, jit_compile=jit)
     twin = native.build(variant, 10, **overrides)
     native.load_keras_weights(twin, model)
@@ -538,8 +486,9 @@ def format_table(result: dict) -> str:
 @click.option("--data-limit", type=click.IntRange(min=0), default=5000, show_default=True,
               help="Images of --data to load (0: all).")
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="torch CPU threads (0: torch's default).")
-@click.option("--foreach-sgd/--no-foreach-sgd", default=False, show_default=True,
-              help="torch: TorchSGD's update as multi-tensor (torch._foreach) ops (see use_foreach_updates).")
+@click.option("--foreach-sgd/--per-variable-sgd", default=True, show_default=True,
+              help="torch, eager: TorchSGD's update as multi-tensor (torch._foreach) ops, the default, or its "
+                   "per-variable loop (for A/B timing).")
 @click.option("--against", type=click.Choice(["native"]),
               help="Also time the native PyTorch twin (bench/native_gdfrnet.py) interleaved with Keras: the ratio.")
 @click.option("--rounds", type=click.IntRange(min=1), default=6, show_default=True,
@@ -617,6 +566,10 @@ def pack(source, out, dataset, splits):
         packed = pack_imagefolder(source, out, dataset=dataset, splits=splits)
     except (PackedError, DataError) as err:
         click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    except OSError as err:  # a read-only folder, a full disk: written atomically, nothing torn is left
+        click.echo(f"error: {out}: cannot write the packed file ({err.strerror or err}); nothing was written",
+                   err=True)
         sys.exit(1)
     size = os.path.getsize(out)
     counts = ", ".join(f"{s} {c:,d}" for s, c in zip(packed.splits, packed.counts))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import sys
 
 import click
@@ -38,28 +39,49 @@ from keras_gdfr.export import export_command  # noqa: E402  (click only; keras l
 # `gdfr predict` lives here, not in keras_gdfr.predict: that module is the Python API
 # (`predict_files`, in the README) and must import without click.
 @click.command()
-@click.argument("source", type=click.Path(exists=True))
-@click.argument("images", nargs=-1, required=True)
+@click.argument("paths", nargs=-1, required=True, metavar="[SOURCE] IMAGES...")
+@click.option("--preset", help="A preset (a shipped name, see `gdfr preset list`, or a preset directory) instead of SOURCE.")
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Classes shown per image.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image, one a line.")
-def predict(source, images, top_k, as_json):
-    """Class names and probabilities for IMAGES (files or folders) from SOURCE (a run directory or .keras)."""
-    from keras_gdfr.predict import predict_files
+def predict(paths, preset, top_k, as_json):
+    """Class names and probabilities for IMAGES (files or folders) from SOURCE (a run directory or .keras) or --preset.
+
+    An image that cannot be read is reported on stderr (its path and why) and the exit status is 1;
+    the others are predicted all the same.
+    """
+    from keras_gdfr.predict import predict_files, predict_preset_files
 
     try:
-        rows = predict_files(source, images, top_k)
+        if preset is not None:
+            rows = predict_preset_files(preset, paths, top_k)
+        else:
+            source, images = paths[0], paths[1:]
+            if not pathlib.Path(source).exists():
+                raise ValueError(f"{source}: no such run directory or .keras file (or give --preset NAME)")
+            if not images:
+                raise ValueError("no IMAGES given (gdfr predict SOURCE IMAGES... or gdfr predict --preset NAME IMAGES...)")
+            rows = predict_files(source, images, top_k)
     except ValueError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
+    failed = [row for row in rows if "error" in row]
     for row in rows:
-        if as_json:
+        if "error" in row:
+            click.echo(f"error: {row['path']}: {row['error']}", err=True)
+        elif as_json:
             click.echo(json.dumps(row))
-            continue
-        shown = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top"])
-        click.echo(f"{row['path']}: {shown}")
+        else:
+            shown = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top"])
+            click.echo(f"{row['path']}: {shown}")
+    if failed:
+        click.echo(f"error: {len(failed)} of {len(rows)} image(s) could not be read", err=True)
+        sys.exit(1)
 
 
-for _command in (predict, export_command):
+
+from keras_gdfr.presets.commands import preset  # noqa: E402  (click only; keras loads in the bodies)
+
+for _command in (predict, export_command, preset):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
-import tempfile
 
 import numpy as np
 
@@ -258,11 +256,9 @@ def evaluation_report(
 
 
 def save_evaluation_report(report: dict, path) -> pathlib.Path:
-    """Write an `eval.json` atomically (temp file + rename) and return its path."""
+    """Write an `eval.json` atomically (keras_gdfr.atomic) and return its path."""
+    from keras_gdfr.atomic import atomic_write
+
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".eval-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(report, f)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, json.dumps(report, indent=2))

@@ -79,12 +79,23 @@ def _torch_args(model):
 
     shape = (2, *model.input_shape[1:])
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    return (torch.zeros(shape, dtype=torch.float32),), {"image": {0: batch}}
+    device = model.variables[0].value.device if model.variables else None  # the model's: a CPU sample would not mix
+    return (torch.zeros(shape, dtype=torch.float32, device=device),), {"image": {0: batch}}
 
 
 def write(model, fmt: str, path: pathlib.Path) -> pathlib.Path:
-    """Write `model` as `fmt` at `path` (a folder for saved_model)."""
+    """Write `model` as `fmt` at `path` (a folder for saved_model) atomically (keras_gdfr.atomic):
+    a full disk or a kill leaves the old artifact or none, never a torn one."""
+    from keras_gdfr.atomic import atomic_write, check_writable
+
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
     path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(path.parent)
+    return atomic_write(path, lambda tmp: _write_unsafe(model, fmt, tmp), suffix=FORMATS[fmt][1])
+
+
+def _write_unsafe(model, fmt: str, path: pathlib.Path) -> pathlib.Path:
     if fmt == "keras":
         model.save(path)
     elif fmt == "saved_model":
@@ -130,8 +141,10 @@ def run_artifact(fmt: str, path: pathlib.Path, images):
     if fmt == "torch":
         import torch
 
+        module = torch.export.load(str(path)).module()
+        device = next(iter(module.state_dict().values()), torch.empty(0)).device  # where it was exported
         with torch.no_grad():
-            return torch.export.load(str(path)).module()(torch.from_numpy(images)).numpy()
+            return module(torch.from_numpy(images).to(device)).cpu().numpy()
     raise ExportError(f"unknown format {fmt!r}")
 
 
@@ -161,14 +174,18 @@ def export_and_check(model, fmt: str, path, images) -> dict:
 
 def sample_images(loaded, image_targets, count: int):
     """(real raw images to compare on, what they are): `image_targets` (files/folders), else the run's test split."""
-    from keras_gdfr.predict import image_files, model_image_size, read_images
+    from keras_gdfr.predict import decode_files, image_files, model_image_size, read_images
     from keras_gdfr.saving import model_data_format
 
     data_format = model_data_format(loaded.model)
     size = loaded.recipe.spec.image_size if loaded.recipe is not None else model_image_size(loaded.model)
     if image_targets:
         files = image_files(image_targets)[:count]
-        images = read_images([p.read_bytes() for p in files], size, data_format)
+        images, _, bad = decode_files(files, size, data_format)
+        if bad:
+            path, why = next(iter(bad.items()))
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise ExportError(f"{path}: {why}{more}; --images takes image files")
         return images, f"{len(files)} images from {', '.join(image_targets)}"
     if loaded.recipe is None:
         raise ExportError(f"{loaded.source}: no recipe.json beside it; pass --images with real images to check on")
@@ -201,6 +218,7 @@ def export_command(source, fmt, out, image_targets, count):
         _fail(f"--format {fmt} needs {', '.join(missing)}: pip install {' '.join(missing)}")
     if FORMATS[fmt][0]:
         _ensure_backend(FORMATS[fmt][0])
+    from keras_gdfr.data.errors import DataError
     from keras_gdfr.saving import load_run_model
 
     try:
@@ -208,8 +226,11 @@ def export_command(source, fmt, out, image_targets, count):
         images, described = sample_images(loaded, image_targets, count)
         path = pathlib.Path(out) if out else default_path(pathlib.Path(source), fmt)
         result = export_and_check(loaded.model, fmt, path, images)
-    except (ValueError, ExportError) as error:
+    except (ValueError, ExportError, DataError) as error:
         _fail(str(error))
+    except OSError as error:  # a read-only folder, a full disk: the artifact was written atomically, nothing torn is left
+        where = error.filename or (out or default_path(pathlib.Path(source), fmt))
+        _fail(f"{where}: cannot write the export ({error.strerror or error}); nothing was written")
     note = " (old run directory: preprocessing added to its model.keras)" if loaded.migrated else ""
     click.echo(f"{fmt} -> {result['path']}{note}\nchecked with {result['runtime']} on {described}: max |difference| "
                f"{result['max_abs_diff']:.3g} from the Keras model (largest |output| {result['max_abs_logit']:.3g}), "

@@ -1,4 +1,4 @@
-"""`predict_files`: class names and probabilities for image files, from a run or a `.keras` model.
+"""`predict_files`: class names and probabilities for image files, from a run, a `.keras` model or a preset.
 
 Images are read as the recipe's test split reads them (one source of truth, the
 data modules): 32-px datasets resize the whole image to S x S (bilinear, as
@@ -12,8 +12,12 @@ Python:
     from keras_gdfr.predict import predict_files
     for row in predict_files("runs/cifar10-tiny", ["bird.jpg"], top_k=3):
         print(row["path"], row["top"])   # [{"class": "bird", "probability": 0.91}, ...]
+    predict_preset_files("gdfrnet_tiny_cifar10", ["bird.jpg"], top_k=3)   # a preset (keras_gdfr.presets)
 
-No click here: the `gdfr predict` command that wraps `predict_files` is in `keras_gdfr.cli`,
+A preset's images are read the same way, at the image size (and resize) its metadata
+records from the run it was made of.
+
+No click here: the `gdfr predict` command that wraps these functions is in `keras_gdfr.cli`,
 so the Python API needs only the package's own dependencies (and Pillow to decode).
 """
 
@@ -84,28 +88,75 @@ def probabilities(model, images, batch_size: int = 64):
     from keras_gdfr.evaluation import softmax
 
     outputs = np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype="float64")
-    head = next((layer for layer in model.layers if layer.name == "head"), None)
+    head = next((layer for layer in model.layers if layer.name in ("head", "predictions")), None)
     if head is not None and getattr(head.activation, "__name__", "") == "softmax":
         return outputs
     return softmax(outputs)
 
 
-def predict_files(source, targets, top_k: int = 5) -> list[dict]:
-    """[{"path", "top": [{"class", "index", "probability"}, ...]}] for every image of `targets`."""
+def decode_files(files, size: int, data_format: str = "channels_last", resize: int | None = None):
+    """(images of the readable files, their paths, {path: why} of the others), as `read_images` reads them."""
     import numpy as np
 
-    from keras_gdfr.saving import model_data_format, load_run_model
+    good, paths, bad = [], [], {}
+    for path in files:
+        try:
+            good.append(read_images([pathlib.Path(path).read_bytes()], size, data_format, resize)[0])
+            paths.append(path)
+        except Exception as error:  # PIL's UnidentifiedImageError, a truncated file's OSError, ...
+            bad[str(path)] = _first_line(error)
+    images = np.stack(good) if good else None
+    return images, paths, bad
+
+
+def _first_line(error: Exception) -> str:
+    from PIL import UnidentifiedImageError
+
+    if isinstance(error, UnidentifiedImageError):  # its message names a BytesIO, not the file
+        return "cannot read the image (not an image format PIL knows)"
+    lines = str(error).strip().splitlines()
+    return f"cannot read the image ({lines[0][:200] if lines else type(error).__name__})"
+
+
+def predict_files(source, targets, top_k: int = 5) -> list[dict]:
+    """[{"path", "top": [{"class", "index", "probability"}, ...]}] for every image of `targets`.
+
+    An image that cannot be read gets {"path", "error"} instead; the others are still predicted.
+    """
+    from keras_gdfr.saving import load_run_model
 
     loaded = load_run_model(source)
-    files = image_files(targets)
     size = loaded.recipe.spec.image_size if loaded.recipe is not None else model_image_size(loaded.model)
     resize = loaded.recipe.augment.resize if loaded.recipe is not None else None
-    images = read_images([path.read_bytes() for path in files], size, model_data_format(loaded.model), resize)
-    probs = probabilities(loaded.model, images)
-    k = min(top_k, probs.shape[1])
-    rows = []
-    for path, row in zip(files, probs):
+    return _top_classes(loaded.model, loaded.class_names, targets, size, resize, top_k)
+
+
+def predict_preset_files(preset, targets, top_k: int = 5) -> list[dict]:
+    """`predict_files` with a preset's classifier (a shipped name, a preset directory or URL)."""
+    from keras_gdfr.models.classifier import GDFRNetImageClassifier
+    from keras_gdfr.presets import preset_directory, read_metadata
+
+    folder = preset_directory(preset)
+    metadata = read_metadata(folder)
+    if "image_size" not in metadata:
+        raise ValueError(f"preset {str(preset)!r}: its metadata.json has no image_size (not a classifier preset)")
+    classifier = GDFRNetImageClassifier.from_preset(folder, compile=False)
+    names = classifier.class_names or [str(i) for i in range(classifier.num_classes)]
+    return _top_classes(classifier, names, targets, int(metadata["image_size"]), metadata.get("resize"), top_k)
+
+
+def _top_classes(model, class_names, targets, size: int, resize, top_k: int) -> list[dict]:
+    import numpy as np
+
+    from keras_gdfr.saving import model_data_format
+
+    files = image_files(targets)
+    images, readable, bad = decode_files(files, size, model_data_format(model), resize)
+    probs = probabilities(model, images) if images is not None else np.zeros((0, 0))
+    k = min(top_k, probs.shape[1]) if len(probs) else 0
+    predicted = {}
+    for path, row in zip(readable, probs):
         order = np.argsort(-row, kind="stable")[:k]
-        top = [{"class": loaded.class_names[i], "index": int(i), "probability": float(row[i])} for i in order]
-        rows.append({"path": str(path), "top": top})
-    return rows
+        top = [{"class": class_names[i], "index": int(i), "probability": float(row[i])} for i in order]
+        predicted[str(path)] = {"path": str(path), "top": top}
+    return [predicted.get(str(path)) or {"path": str(path), "error": bad[str(path)]} for path in files]

@@ -23,6 +23,7 @@ import pathlib
 import keras
 
 import keras_gdfr.layers  # noqa: F401  (registers FRM, FGCM, FOM, FRRB, ...)
+import keras_gdfr.models  # noqa: F401  (registers GDFRNetBackbone, GDFRNetImageClassifier, ...)
 import keras_gdfr.training.optimizer  # noqa: F401  (registers TorchSGD and MultiStepLR)
 from keras_gdfr.layers.preprocessing import ImageNormalization
 from keras_gdfr.training.events import CLASS_NAMES_FILE, MODEL_FILE, RECIPE_FILE
@@ -33,6 +34,32 @@ PREPROCESSING_LAYER = "preprocessing"
 def load_model(path, compile: bool = True) -> keras.Model:
     """`keras.saving.load_model` for a `.keras` file written by keras-gdfr (a run's `model.keras`)."""
     return keras.saving.load_model(path, compile=compile)
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be loaded; the message names it and says why in one line."""
+
+
+def load_model_file(path) -> keras.Model:
+    """`load_model(path, compile=False)`, or ModelFileError naming the file in one line.
+
+    Keras says "File not found" for a truncated `.keras` file and prints a hundred
+    lines for a foreign one.
+    """
+    import zipfile
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path}: not a readable .keras file (truncated, or not a Keras model: "
+                             f"{path.stat().st_size} bytes that are no zip archive)")
+    try:
+        return load_model(path, compile=False)
+    except Exception as error:  # a damaged member, a foreign model
+        lines = str(error).strip().splitlines()
+        first = lines[0][:240] if lines else type(error).__name__
+        raise ModelFileError(f"{path}: cannot load the model ({first})") from None
 
 
 def has_preprocessing(model: keras.Model) -> bool:
@@ -101,6 +128,29 @@ def pipeline_model(model: keras.Model, recipe) -> keras.Model:
     return without_preprocessing(model) if recipe.augment.normalize else model
 
 
+def _normalization(model: keras.Model) -> ImageNormalization | None:
+    return next((layer for layer in model.layers if isinstance(layer, ImageNormalization)), None)
+
+
+def evaluation_model(model: keras.Model, recipe):
+    """(model, recipe) for `gdfr eval` to feed with the recipe's pipeline, and a warning or None.
+
+    A model that normalises with other statistics than the recipe's dataset (a CIFAR-10
+    model evaluated with `--recipe recipes/svhn.toml`) keeps its own: the pipeline then
+    gives raw 0-255 images. Stripping it and normalising with the recipe's mean/std gave
+    a wrong accuracy without a word (issue 24).
+    """
+    layer = _normalization(model)
+    if layer is None or not recipe.augment.normalize:
+        return pipeline_model(model, recipe), recipe, None
+    spec = recipe.spec
+    if all(abs(a - b) < 1e-6 for a, b in zip((*layer.mean, *layer.std), (*spec.mean, *spec.std))):
+        return without_preprocessing(model), recipe, None
+    raw = dataclasses.replace(recipe, augment=dataclasses.replace(recipe.augment, normalize=False))
+    return model, raw, (f"the model normalises with its own mean/std, not {spec.name}'s (the recipe's); "
+                        "evaluating with the model's own")
+
+
 def save_run_model(model: keras.Model, recipe, run_dir, class_ids, save=None) -> pathlib.Path:
     """Write a run's `model.keras` (preprocessing inside) and `class_names.json`; return the model's path.
 
@@ -136,11 +186,23 @@ class LoadedRun:
 
 
 def _class_names(folder: pathlib.Path, recipe, num_classes: int) -> list[str]:
+    """The model's class names (class_names.json, else the recipe, else the run_start event), one per output.
+
+    Raises ModelFileError naming class_names.json when it is torn or holds another number of names.
+    """
     from keras_gdfr.data.specs import readable_class_names
 
     path = folder / CLASS_NAMES_FILE
     if path.is_file():
-        return list(json.loads(path.read_text())["class_names"])
+        try:
+            names = json.loads(path.read_text(encoding="utf-8"))["class_names"]
+            if not isinstance(names, list):
+                raise TypeError("class_names is not a list")
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ModelFileError(f"{path}: unreadable ({type(error).__name__}: {error})") from None
+        if len(names) != num_classes:
+            raise ModelFileError(f"{path}: {len(names)} class names, but the model has {num_classes} outputs")
+        return [str(name) for name in names]
     if recipe is not None and recipe.data.classes:
         return readable_class_names(recipe.data.dataset, recipe.data.classes)
     # Older run directories: the class ids are in the run_start event.
@@ -153,31 +215,48 @@ def _class_names(folder: pathlib.Path, recipe, num_classes: int) -> list[str]:
     return [str(i) for i in range(num_classes)]
 
 
+def _run_recipe(folder: pathlib.Path):
+    """The recipe.json beside a model, or None; ModelFileError naming it when it is unreadable."""
+    from keras_gdfr.training.recipe import Recipe, RecipeError
+
+    path = folder / RECIPE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return Recipe.from_dict(json.loads(path.read_text(encoding="utf-8")), origin=str(path))
+    except (OSError, ValueError) as error:  # RecipeError is a ValueError
+        message = str(error) if isinstance(error, RecipeError) else f"{path}: unreadable ({error})"
+        raise ModelFileError(message) from None
+
+
+def _missing_model(folder: pathlib.Path) -> str:
+    from keras_gdfr.training.events import EVENTS_FILE, is_run_dir
+
+    if is_run_dir(folder):
+        return f"{folder}: no {MODEL_FILE} (the run has not completed)"
+    if (folder / EVENTS_FILE).is_file() or (folder / RECIPE_FILE).is_file():
+        return f"{folder}: no {MODEL_FILE} (an incomplete run directory)"
+    return f"{folder}: not a run directory (no {MODEL_FILE}, {RECIPE_FILE} or {EVENTS_FILE})"
+
+
 def load_run_model(source) -> LoadedRun:
     """A run directory's (or a `.keras` file's) model, taking raw 0-255 images, and its class names.
 
     A `.keras` file beside a `recipe.json` (inside a run directory) is read with
-    that recipe. Raises ValueError naming `source` when it is neither.
+    that recipe. Raises ValueError (ModelFileError) naming the file when it is neither or unreadable.
     """
-    from keras_gdfr.training.recipe import Recipe
-
     source = pathlib.Path(source)
     if source.is_dir():
         model_file = source / MODEL_FILE
         if not model_file.is_file():
-            raise ValueError(f"{source}: no {MODEL_FILE} (the run has not completed)")
+            raise ModelFileError(_missing_model(source))
     elif source.suffix == ".keras" and source.is_file():
         model_file = source
     else:
-        raise ValueError(f"{source}: neither a run directory nor a .keras model file")
+        raise ModelFileError(f"{source}: neither a run directory nor a .keras model file")
     folder = model_file.parent
-    recipe = None
-    if (folder / RECIPE_FILE).is_file():
-        recipe = Recipe.from_dict(json.loads((folder / RECIPE_FILE).read_text()), origin=str(folder / RECIPE_FILE))
-    try:
-        model = load_model(model_file, compile=False)
-    except Exception as error:  # a corrupt or foreign file
-        raise ValueError(f"{model_file}: cannot load the model: {error}") from None
+    recipe = _run_recipe(folder)
+    model = load_model_file(model_file)
     migrated = False
     if recipe is not None and recipe.augment.normalize and not has_preprocessing(model):
         model, migrated = inference_model(model, recipe), True

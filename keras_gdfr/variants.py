@@ -72,8 +72,17 @@ for _net in ("net2", "net3", "net4", "net5"):
         _TINY, **_knobs, description=f"{_net} at tiny's widths 16-128, one block a stage, r=8 ({_what})"
     )
 
+# The paper's grids that have no accuracy table (paper_results.json holds Tables 4-9's rows):
+# name -> variants, read by `gdfr sweep --table` (keras_gdfr/report/tables.py).
+_TCONV_KERNELS = (2, 4, 6, 8, 10)
+_REDUCTIONS = (2, 4, 8, 16, 32)
+GRIDS_WITHOUT_NUMBERS: dict[str, tuple[str, ...]] = {
+    "3": tuple(f"tconv-k{_k}" for _k in _TCONV_KERNELS),
+    "fig8": tuple(f"r{_r}" for _r in _REDUCTIONS),
+}
+
 # Table 3: transposed-conv kernel k (stride 2, padding (k-2)/2).
-for _k in (2, 4, 6, 8, 10):
+for _k in _TCONV_KERNELS:
     VARIANTS[f"tconv-k{_k}"] = dict(
         upsample_kernel=_k,
         description=f"GDFRNet with FRM transposed conv k={_k}, s=2, p={(_k - 2) // 2} (Table 3 scheme {_k // 2})",
@@ -107,7 +116,7 @@ for _d, _p in enumerate("ABCD"):
     )
 
 # Fig. 8: attention reduction ratio r.
-for _r in (2, 4, 8, 16, 32):
+for _r in _REDUCTIONS:
     VARIANTS[f"r{_r}"] = dict(
         reduction=_r, description=f"GDFRNet with FRM reduction r={_r} (Fig. 8)"
     )

@@ -29,6 +29,7 @@ from launcher.model_info import InfoFunction, ModelInfo, gdfr_info
 from launcher.recipes import default_recipes_dir
 from launcher.owner import owner_alive, read_owner, signal_owner
 from launcher.runs import OUTPUT, RunRecord
+from launcher.screens.confirm import Confirm
 from launcher.screens.confirm_quit import ConfirmQuit
 from launcher.screens.history import HistoryScreen
 from launcher.screens.launch import LaunchScreen
@@ -128,6 +129,23 @@ class GdfrApp(App[None]):
         self.runs_changed.publish(run_dir)
         return run_dir
 
+    def ask_stop(self, run_dir: pathlib.Path, then: Callable[[], None] | None = None) -> None:
+        """Asks whether to stop a run; on yes, `stop_run` (then `then`)."""
+        run_dir = pathlib.Path(run_dir)
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.stop_run(run_dir)
+                if then is not None:
+                    then()
+
+        self.push_screen(Confirm(
+            f"Stop {run_dir.name}?",
+            "The first stop sends SIGINT: the trainer saves a checkpoint and ends as 'interrupted' "
+            "(ctrl+r resumes it). Asked again, SIGTERM.",
+            yes="Stop",
+        ), answer)
+
     def stop_run(self, run_dir: pathlib.Path) -> None:
         """Sends SIGINT (SIGTERM when asked again) to the trainer of a run.
 
@@ -191,6 +209,8 @@ class GdfrApp(App[None]):
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action in ("switch_mode", "show_mode", "quit") and isinstance(self.screen, ModalScreen):
             return False  # a question (quit, delete, launch) is answered first
+        if action == "show_mode" and parameters == (self.current_mode,) and len(self.screen_stack) == 1:
+            return False  # on that very screen: no key to show (room in an 80-column footer)
         return True
 
     # Quitting --------------------------------------------------------------------

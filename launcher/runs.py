@@ -22,6 +22,8 @@ from keras_gdfr.training.events import EVAL_FILE as EVAL  # noqa: E402
 from keras_gdfr.training.events import EVENTS_FILE as EVENTS  # noqa: E402
 from keras_gdfr.training.events import OUTPUT_LOG as OUTPUT  # noqa: E402
 from keras_gdfr.training.events import RECIPE_FILE as RECIPE  # noqa: E402
+from keras_gdfr.training.events import SWEEP_MANIFEST  # noqa: E402
+from keras_gdfr.training.schedule import lr_at_epoch  # noqa: E402
 
 FINAL_STATUSES = ("completed", "interrupted", "failed")
 """The `status` values of a `run_end` event."""
@@ -158,12 +160,18 @@ class RunState:
     errors: list[dict] = dataclasses.field(default_factory=list)
     end: dict | None = None
     events: int = 0
+    segments: int = 0
+    """Process starts (`run_start` events): 2 and more for a resumed run."""
+    ended_seconds: float = 0.0
+    """The training time of the segments that ended (`run_end`'s `seconds`; a killed one: its events' span)."""
 
     def apply(self, event: dict) -> None:
         """Folds one event into the state; unknown event types are ignored."""
         self.events += 1
         kind = event.get("event")
         when = _number(event.get("time"))
+        if kind == "run_start" and self.segment_start is not None and self.end is None and self.last_time:
+            self.ended_seconds += max(0.0, self.last_time - self.segment_start)  # a segment killed without run_end
         if when is not None:
             self.last_time = when
             if self.first_time is None:
@@ -190,6 +198,7 @@ class RunState:
             if self.started is None:
                 self.started = when
             self.segment_start = when
+            self.segments += 1
         elif kind == "progress":
             self.progress_epoch = _int(event.get("epoch"))
             self.step = _int(event.get("step")) or 0
@@ -218,6 +227,9 @@ class RunState:
         elif kind == "error":
             self.errors.append(event)
         elif kind == "run_end":
+            if self.end is None and self.segment_start is not None:  # one run_end per segment counts
+                seconds = _number(event.get("seconds"))
+                self.ended_seconds += seconds if seconds is not None else max(0.0, (when or 0) - self.segment_start)
             self.end = event
             self.status = str(event.get("status") or "failed")
             if _int(event.get("epoch")) is not None:
@@ -229,6 +241,37 @@ class RunState:
             self.apply(event)
 
     # Derived facts -----------------------------------------------------------
+
+    @property
+    def total_seconds(self) -> float | None:
+        """The training time of every segment of the run (a resumed run: all its processes), pauses left out."""
+        if self.segments == 0:
+            return _number((self.end or {}).get("seconds"))
+        running = 0.0 if self.end is not None else max(0.0, (self.last_time or 0) - (self.segment_start or 0))
+        return self.ended_seconds + running
+
+    def total_time_text(self) -> str:
+        """`3m48s` or, for a resumed run, `3m48s in 2 segments`."""
+        text = format_duration(self.total_seconds)
+        return f"{text} in {self.segments} segments" if self.segments > 1 else text
+
+    @property
+    def training_lr(self) -> float | None:
+        """The learning rate of the epoch being trained, by `run_start`'s recipe schedule.
+
+        `epoch_end`'s `lr` is the rate of the epoch that ended, one epoch late while
+        the next one trains: it is kept for a run that is not running (its last epoch's
+        rate) and for a recipe without a schedule.
+        """
+        train = (self.recipe or {}).get("train") or {}
+        if self.status != "running" or not isinstance(train, dict) or "lr" not in train or not self.epochs:
+            return self.lr
+        epoch = min(self.progress_epoch or self.epoch + 1, int(self.epochs))
+        try:
+            return lr_at_epoch(epoch, lr=float(train["lr"]), milestones=train.get("milestones") or (),
+                               gamma=float(train.get("lr_gamma", 1.0)))
+        except (TypeError, ValueError):
+            return self.lr
 
     @property
     def epochs_list(self) -> list[EpochRecord]:
@@ -524,6 +567,66 @@ def _not_a_run(path: pathlib.Path) -> str | None:
     if not os.access(path / EVENTS, os.R_OK):
         return "events.jsonl unreadable (permission denied)"
     return None
+
+
+# Sweeps --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepCell:
+    """One cell of a `gdfr sweep` grid: its run directory's name, recipe, variant and seed."""
+
+    run_dir: str
+    recipe: str
+    variant: str
+    seed: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """The grid of the sweep that wrote into a runs folder (its `sweep.json`)."""
+
+    name: str
+    cells: tuple[SweepCell, ...]
+
+    def __contains__(self, path: pathlib.Path) -> bool:
+        return any(cell.run_dir == pathlib.Path(path).name for cell in self.cells)
+
+
+def read_sweep(folder: str | os.PathLike) -> Sweep | None:
+    """The runs folder's sweep, or None (no sweep.json, or one that does not parse)."""
+    document = read_json(pathlib.Path(folder) / SWEEP_MANIFEST)
+    if not isinstance(document, dict) or not isinstance(document.get("cells"), list):
+        return None
+    cells = tuple(
+        SweepCell(str(c["run_dir"]), str(c.get("recipe", "")), str(c.get("variant", "")), _int(c.get("seed")))
+        for c in document["cells"] if isinstance(c, dict) and c.get("run_dir")
+    )
+    return Sweep(str(document.get("name") or "sweep"), cells)
+
+
+def sweep_grid(sweep: Sweep, status: dict[str, tuple[str, "RunRecord"]]) -> list[str]:
+    """The sweep as text: a header with its counts, then one line per recipe x variant with each seed's cell.
+
+    Args:
+        status: run directory name -> (shown status, record) for the cells that have a run directory;
+            the others are `pending`.
+    """
+    rows: dict[tuple[str, str], list[str]] = {}
+    completed = 0
+    for cell in sweep.cells:
+        shown, record = status.get(cell.run_dir, ("pending", None))
+        completed += shown == "completed"
+        if shown == "completed" and record is not None and record.state.test_accuracy is not None:
+            shown = format_percent(record.state.test_accuracy)
+        elif record is not None and shown == "running" and record.state.epochs:
+            shown = f"running {record.state.epoch}/{record.state.epochs}"
+        seed = "" if cell.seed is None else f"s{cell.seed} "
+        rows.setdefault((cell.recipe, cell.variant), []).append(f"{seed}{shown}")
+    lines = [f"sweep {sweep.name}: {completed}/{len(sweep.cells)} completed"]
+    width = max((len(f"{r} {v}") for r, v in rows), default=0)
+    lines += [f"{f'{recipe} {variant}':{width}s}  " + " · ".join(cells) for (recipe, variant), cells in rows.items()]
+    return lines
 
 
 # Run labels ----------------------------------------------------------------------

@@ -80,7 +80,7 @@ def _roi_row(filename: str, width: int, height: int, label: int | None) -> str:
 HEADER = "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2"
 
 
-def gtsrb_tree(root: pathlib.Path, *, per_class=2, test_labels=(0, 5, 42, 7, 5), with_gt=True,
+def gtsrb_tree(root: pathlib.Path, *, per_class=2, test_labels=(0, 5, 42, 7, 5, *range(43)), with_gt=True,
                classes=GTSRB_CLASSES) -> dict:
     """The official GTSRB layout under ``root/GTSRB``; returns the expected labels."""
     train = root / "GTSRB" / "Final_Training" / "Images"

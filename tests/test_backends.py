@@ -1,4 +1,9 @@
-"""The same weights give the same outputs on torch, tensorflow and jax, and in both data formats."""
+"""The same weights give the same outputs on torch, tensorflow and jax, and in both data formats.
+
+The weights travel as a `.keras` file saved by the backend under test: from torch, with
+the conv kernels stored in PyTorch's memory order (`layers._utils.torch_kernel_layout`),
+the file loads unchanged on jax and tensorflow.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ def saved_model(tmp_path_factory):
     randomise_batchnorm(model, rng)
     images = rng.random((4, 32, 32, 3), dtype="float32")
     np.save(tmp / "inputs.npy", images)
-    model.save_weights(tmp / "model.weights.h5")
+    model.save(tmp / "model.keras")
     reference = keras.ops.convert_to_numpy(model(images, training=False))
     return tmp, reference
 
@@ -50,7 +55,7 @@ def outputs(saved_model):
             out.mkdir()
             env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO)}
             subprocess.run(
-                [sys.executable, "-m", "tests.helpers.run_tiny", str(tmp / "model.weights.h5"),
+                [sys.executable, "-m", "tests.helpers.run_tiny", str(tmp / "model.keras"),
                  str(tmp / "inputs.npy"), str(out), VARIANT, *FORMATS[backend]],
                 check=True, env=env, cwd=REPO, capture_output=True, timeout=600,
             )
@@ -70,3 +75,19 @@ def test_same_outputs_on_every_backend(saved_model, outputs, backend):
 def test_channels_first_matches_channels_last(saved_model, outputs, backend):
     _, reference = saved_model
     np.testing.assert_allclose(outputs(backend)["channels_first"], reference, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch's memory order")
+def test_torch_conv_kernels_are_stored_in_pytorch_memory_order():
+    """Each Conv2D kernel (kh, kw, in, out) is a view of an (out, in, kh, kw) buffer: no copy per conv call."""
+    keras.utils.set_random_seed(0)
+    model = GDFRNet(VARIANT, input_shape=(32, 32, 3), num_classes=10)
+    kernels = [layer.kernel for layer in model._flatten_layers() if type(layer) is keras.layers.Conv2D]
+    assert len(kernels) > 20
+    for kernel in kernels:
+        assert kernel.value.permute(3, 2, 0, 1).is_contiguous(), kernel.path
+        assert tuple(kernel.shape) == tuple(kernel.value.shape)
+    values = keras.ops.convert_to_numpy(kernels[0])
+    kernels[0].assign(values + 1.0)  # assignment keeps the layout
+    assert kernels[0].value.permute(3, 2, 0, 1).is_contiguous()
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(kernels[0]), values + 1.0)

@@ -72,37 +72,6 @@ def test_bad_flags_are_refused():
     assert outcome.exit_code != 0
 
 
-@pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "tensorflow") != "torch", reason="torch-only option")
-@pytest.mark.parametrize("nesterov,schedule", [(False, True), (True, True), (False, False)])
-def test_foreach_updates_equal_torchsgd(nesterov, schedule):
-    """`use_foreach_updates` gives TorchSGD's weights and buffers (decay exclusions and a schedule included)."""
-    import keras
-    import numpy as np
-
-    from keras_gdfr.bench import use_foreach_updates
-    from keras_gdfr.training.optimizer import NORM_AND_BIAS, MultiStepLR, TorchSGD
-
-    rng = np.random.default_rng(0)
-    shapes = {"kernel": (3, 4), "bias": (4,), "gamma": (4,)}
-    start = {name: rng.normal(size=shape).astype("float32") for name, shape in shapes.items()}
-    results = []
-    for fused in (False, True):
-        variables = [keras.Variable(start[name], name=name) for name in shapes]
-        optimizer = TorchSGD(MultiStepLR(0.1, [2], 0.2) if schedule else 0.05, nesterov=nesterov,
-                             decay_exclude=NORM_AND_BIAS)
-        if fused:
-            use_foreach_updates(optimizer)
-            assert optimizer._backend_update_step.__func__.__module__ == "keras_gdfr.bench"
-        optimizer.build(variables)
-        for step in range(4):
-            grads = [keras.ops.convert_to_tensor(np.sin(np.arange(np.prod(v.shape)) + step).reshape(v.shape)
-                                                 .astype("float32")) for v in variables]
-            optimizer.apply(grads, variables)
-        results.append([keras.ops.convert_to_numpy(v) for v in variables + optimizer.momentums])
-    for mine, theirs in zip(results[1], results[0]):
-        np.testing.assert_allclose(mine, theirs, rtol=1e-6, atol=1e-7)
-
-
 @pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "tensorflow") != "torch", reason="the twin is PyTorch")
 def test_against_native_prints_the_ratio():
     env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(REPO)}

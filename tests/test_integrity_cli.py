@@ -106,10 +106,13 @@ def test_resume_without_any_checkpoint_refuses_to_start_over(base_run, tmp_path,
 def test_torn_checkpoint_or_changed_architecture_is_one_line_naming_the_file(base_run, tmp_path, damage):
     run_dir = copy_run(base_run, tmp_path, epochs=3)
     epoch_dir = run_dir / "checkpoints" / "epoch-0002"
-    if damage == "architecture":
+    if damage == "architecture":  # in recipe.json and in the run_start it is checked against (issue 24)
         recipe = json.loads((run_dir / "recipe.json").read_text())
         recipe["model"]["overrides"]["widths"] = [8, 16, 16, 48]
         (run_dir / "recipe.json").write_text(json.dumps(recipe))
+        log = events(run_dir)
+        log[0]["recipe"]["model"]["overrides"]["widths"] = [8, 16, 16, 48]
+        (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
         named = epoch_dir / "model.weights.h5"
     else:
         named = epoch_dir / damage

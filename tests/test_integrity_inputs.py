@@ -83,12 +83,13 @@ class SignalAt(keras.callbacks.Callback):
 
 
 @pytest.mark.parametrize("moment, kept", [("last_batch", 1), ("validation", 1), ("first_batch", 0)])
-def test_a_signal_in_the_last_batch_or_validation_keeps_the_finished_epoch(tmp_path, moment, kept):
+def test_a_signal_in_the_last_batch_or_validation_keeps_the_finished_epoch(tmp_path, moment, kept, capsys):
     recipe = load_recipe("recipes/cifar10.toml", variant="tiny", epochs=3)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10)])
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="categorical_crossentropy", metrics=["accuracy"])
     x, y = np.ones((8, 4), "float32"), np.eye(10, dtype="float32")[np.arange(8) % 10]
     with EventWriter(tmp_path) as events, StopRequest() as stop:
+        stop.fitting = True  # as _fit sets it (before fit, a signal stops at once)
         monitor = RunMonitor(tmp_path, events, recipe, steps=2, stop=stop, best=-1.0)
         model.fit(x, y, batch_size=4, epochs=3, validation_data=(x, y), validation_batch_size=4,
                   callbacks=[signaller := SignalAt(moment, 2), monitor], verbose=0)
@@ -98,6 +99,10 @@ def test_a_signal_in_the_last_batch_or_validation_keeps_the_finished_epoch(tmp_p
     assert [e["epoch"] for e in log if e["event"] == "checkpoint"] == list(range(1, kept + 1))
     assert signaller.batches_after == 0  # it stopped where it was: no step of another epoch ran
     assert (tmp_path / "checkpoints" / "last.json").exists() == bool(kept)
+    dropped = "epoch 1 stopped by SIGTERM before its end: dropped, not kept (the numbers below are of its part run)"
+    assert (dropped in capsys.readouterr().out) == (not kept)
+    assert not kept or "val_accuracy" in monitor.model.history.history  # no val_accuracy printed for a dropped epoch
+    assert kept or "val_accuracy" not in monitor.model.history.history
 
 
 def test_the_evaluation_loss_is_the_validation_loss_even_for_extreme_logits():

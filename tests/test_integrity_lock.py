@@ -47,11 +47,19 @@ def test_second_resume_of_a_live_run_is_refused_and_a_killed_run_resumes(cifar10
         assert lines[-1] == lines[-1].strip() and "Traceback" not in second.stderr
         assert f"error: {run_dir}: run directory is in use by pid {process.pid}" in lines[-1]
         assert (run_dir / "events.jsonl").read_bytes() == before  # the refused trainer wrote nothing
+
+        (run_dir / LOCK_FILE).unlink()  # a user "unlocking" the live run (issue 24): the directory's flock holds
+        third = gdfr("train", "--resume", run_dir)
+        assert third.returncode == 1 and "Traceback" not in third.stderr
+        assert third.stderr.strip().splitlines()[-1] == (
+            f"error: {run_dir}: run directory is in use by another process (its run.lock is gone); stop that run "
+            "first (or wait for it to end)")
+        assert (run_dir / "events.jsonl").read_bytes() == before
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=60)
 
-    assert not is_locked(run_dir) and read_lock(run_dir)["pid"] == process.pid  # stale: the kernel dropped the flock
+    assert not is_locked(run_dir) and read_lock(run_dir) is None  # stale: the kernel dropped the flock (file deleted above)
     resumed = gdfr("train", "--resume", run_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert events(run_dir)[-1]["status"] == "completed"

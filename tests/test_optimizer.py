@@ -175,6 +175,41 @@ def test_serialization_round_trip():
     assert clone._learning_rate.get_config() == {"initial_lr": 0.1, "milestones": [10, 20], "gamma": 0.2}
 
 
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="the multi-tensor update is torch's")
+@pytest.mark.parametrize("nesterov,schedule", [(False, True), (True, True), (False, False)])
+def test_foreach_update_equals_the_per_variable_update_bit_for_bit(nesterov, schedule):
+    """The default torch update (`torch._foreach_*`, all variables at once) gives exactly the weights and
+    buffers of `update_step`'s loop, decay exclusions and a milestone included."""
+    model = small_model()
+    start = values(model.trainable_variables)
+    grads = random_grads(model.trainable_variables, steps=4)
+    results = []
+    for foreach in (False, True):
+        for v, w in zip(model.trainable_variables, start):
+            v.assign(w)
+        optimizer = TorchSGD(MultiStepLR(0.1, [2], 0.2) if schedule else 0.05, nesterov=nesterov,
+                             decay_exclude=NORM_AND_BIAS)
+        optimizer.foreach = foreach
+        optimizer.build(model.trainable_variables)
+        assert optimizer._foreach_applies(model.trainable_variables) is foreach
+        for step_grads in grads:
+            optimizer.apply([keras.ops.convert_to_tensor(g) for g in step_grads], model.trainable_variables)
+        results.append(values(model.trainable_variables) + values(optimizer.momentums))
+    assert int(optimizer.iterations) == 4
+    for mine, theirs in zip(results[1], results[0]):
+        np.testing.assert_array_equal(mine, theirs)
+    assert not all(np.array_equal(a, b) for a, b in zip(results[1], start))  # it did update
+
+
+def test_foreach_is_the_default_on_torch_only_outside_stateless_scopes():
+    model = small_model()
+    optimizer = TorchSGD(0.1)
+    optimizer.build(model.trainable_variables)
+    assert optimizer._foreach_applies(model.trainable_variables) is (keras.backend.backend() == "torch")
+    with keras.StatelessScope():  # the compiled step's stateless_apply: update_step's loop
+        assert not optimizer._foreach_applies(model.trainable_variables)
+
+
 def test_fits_a_compiled_model():
     """One `fit` step through the backend's train step (graph/jit where it applies)."""
     model = small_model()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 import pathlib
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from keras_gdfr import export as ex
-from keras_gdfr.data.specs import GTSRB_SIGNS, readable_class_names
+from keras_gdfr.data.specs import GTSRB_SIGNS, WORDNET_NAMES, readable_class_names
 from keras_gdfr.predict import predict_files
 from keras_gdfr.saving import has_preprocessing, load_model, load_run_model, pipeline_model, save_run_model
 from keras_gdfr.training.events import CLASS_NAMES_FILE, MODEL_FILE, RECIPE_FILE
@@ -113,6 +114,28 @@ def test_readable_class_names():
         "Speed limit (20km/h)", "Stop", "End of no passing by vehicles over 3.5 metric tons"]
     assert readable_class_names("imagewoof", ["n02099601", "n02115641"]) == ["golden retriever", "dingo"]
     assert readable_class_names("cifar10", ["cat"]) == ["cat"]
+
+
+def _class_folders(zip_path) -> set[str]:
+    with zipfile.ZipFile(zip_path) as archive:
+        return {pathlib.PurePosixPath(name).parts[1] for name in archive.namelist() if name.count("/") >= 2}
+
+
+def _tfds_labels(name: str) -> set[str]:
+    tfds_files = importlib.resources.files("tensorflow_datasets") / "image_classification"
+    return set((tfds_files / f"{name}_labels.txt").read_text().split())
+
+
+def test_every_wordnet_id_is_a_real_class_folder(imagenette_zip):
+    # Imagenette's folders (the real archive's train/ and val/) and tfds's label files:
+    # Imagewang's 20 classes are Imagenette's 10 and Imagewoof's 10.
+    pytest.importorskip("tensorflow_datasets")
+    nette, woof = set(WORDNET_NAMES["imagenette"]), set(WORDNET_NAMES["imagewoof"])
+    assert _class_folders(imagenette_zip) == nette == _tfds_labels("imagenette")
+    assert _tfds_labels("imagewang") - nette == woof
+    assert readable_class_names("imagenette", ["n03888257"]) == ["parachute"]
+    # An id of the other dataset is not a class of this one.
+    assert readable_class_names("imagenette", ["n02115641"]) == ["n02115641"]
 
 
 @pytest.fixture(scope="module")

@@ -86,6 +86,15 @@ async def fill_and_launch(pilot, variant: str = "tiny", **fields: str) -> None:
     await pilot.press("ctrl+r")
 
 
+async def stop_and_confirm(pilot) -> None:
+    """Presses ctrl+s (stop) and answers the question with ctrl+y."""
+    from launcher.screens.confirm import Confirm
+
+    await pilot.press("ctrl+s")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, Confirm), what="the stop question")
+    await pilot.press("ctrl+y")
+
+
 # Launching ------------------------------------------------------------------------
 
 
@@ -131,16 +140,16 @@ async def test_stop_then_resume(fake_app, monkeypatch):
         await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), what="the run screen")
         screen = app.screen
         await wait_for(pilot, lambda: screen.record.state.epoch >= 1, what="one epoch")
-        await pilot.press("s")
+        await stop_and_confirm(pilot)
         await wait_for(pilot, lambda: status_of(app) == "interrupted", what="interrupted")
         state = screen.record.state
         done = state.epoch
         assert state.end["status"] == "interrupted"
-        await pilot.press("r")  # resume: gdfr train --resume RUN_DIR
+        await pilot.press("ctrl+r")  # resume: gdfr train --resume RUN_DIR
         await wait_for(pilot, lambda: status_of(app) == "running", what="running again")
         assert state.initial_epoch == done
         assert app.processes[screen.run_dir].command[-2:] == ["--resume", str(screen.run_dir)]
-        await pilot.press("s")
+        await stop_and_confirm(pilot)
         await wait_for(pilot, lambda: status_of(app) == "interrupted", what="interrupted again")
 
 
@@ -349,3 +358,32 @@ async def test_real_training_run(tmp_path, monkeypatch):
         bar = screen.query_one("#epoch-bar", ProgressBar)
         assert (bar.total, bar.progress) == (2, 2)
         assert "test " in text_of(screen.query_one("#run-stats", Static)), log()
+
+
+async def test_history_groups_a_sweeps_runs_and_shows_its_grid(folders):
+    """sweep.json lists the completed tiny run and the interrupted net1 run (+ one not started): they are
+    listed together, labelled, and the detail line shows the grid with each cell's status or accuracy."""
+    import json
+
+    runs = write_fixture_runs(folders[1])
+    cells = [{"run_dir": runs["completed"].name, "recipe": "cifar10", "variant": "tiny", "seed": 0},
+             {"run_dir": runs["interrupted"].name, "recipe": "cifar10", "variant": "net1", "seed": 0},
+             {"run_dir": "cifar10-net1-s1", "recipe": "cifar10", "variant": "net1", "seed": 1}]
+    (folders[1] / "sweep.json").write_text(json.dumps({"name": "tiny,net1 x cifar10 x 2 seeds", "cells": cells}))
+    app = make_app(*folders, model_info=fake_info())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("h")
+        table = app.screen.query_one(RunTable)
+        await wait_for(pilot, lambda: table.row_count == 4, what="four runs")
+        shown = [(row.record.path.name, row.label.endswith(" · sweep")) for row in table.rows_shown.values()]
+        # Newest first (failed, interrupted, completed2, completed), but the sweep's two together, in grid order.
+        assert shown == [(runs["failed"].name, False), (runs["completed"].name, True),
+                         (runs["interrupted"].name, True), (runs["completed2"].name, False)]
+        table.move_cursor(row=table.get_row_index(str(runs["interrupted"])))
+        await pilot.pause(0.2)
+        detail = text_of(app.screen.query_one("#run-detail", Static))
+        assert "sweep tiny,net1 x cifar10 x 2 seeds: 1/3 completed" in detail
+        assert "cifar10 tiny  s0 47.0%" in detail and "cifar10 net1  s0 interrupted · s1 pending" in detail
+        table.move_cursor(row=table.get_row_index(str(runs["completed2"])))
+        await pilot.pause(0.2)
+        assert "sweep" not in text_of(app.screen.query_one("#run-detail", Static))

@@ -39,7 +39,7 @@ from launcher.widgets.recipe_details import RecipeDetails
 from launcher.widgets.run_progress import RunTitle, stats_text
 from launcher.widgets.run_table import RunTable
 from launcher.widgets.variant_list import VariantList
-from tests.test_tui import fill_and_launch, status_of, text_of, wait_for
+from tests.test_tui import fill_and_launch, status_of, stop_and_confirm, text_of, wait_for
 from tests.test_tui_fixtures import (
     CIFAR_CLASSES,
     eval_json,
@@ -81,20 +81,20 @@ def footer_keys(screen) -> set[str]:
 
 @pytest.mark.asyncio
 async def test_footer_follows_the_process_not_focus(tmp_path, folders, monkeypatch):
-    """After the trainer exits, `s` goes and `r` comes without any key or focus change."""
+    """After the trainer exits, stop goes and resume comes without any key or focus change."""
     monkeypatch.setenv("FAKE_STEP_S", "0.2")
     monkeypatch.setenv("FAKE_EXIT_DELAY_S", "1.5")  # run_end first, the exit 1.5 s later
     app = app_on(tmp_path, folders)
     async with app.run_test(size=SMALL) as pilot:
         await launch_until_running(pilot, app, epochs="30")
         screen = app.screen
-        await wait_for(pilot, lambda: "s" in footer_keys(screen), what="s in the footer")
-        await pilot.press("s")
+        await wait_for(pilot, lambda: "ctrl+s" in footer_keys(screen), what="ctrl+s in the footer")
+        await stop_and_confirm(pilot)
         await wait_for(pilot, lambda: status_of(app) == "interrupted", what="interrupted")
         process = app.processes[screen.run_dir]
         await wait_for(pilot, lambda: process.returncode is not None, what="the exit")
-        await wait_for(pilot, lambda: "r" in footer_keys(screen) and "s" not in footer_keys(screen),
-                       timeout=3, what="the footer to show r and not s")
+        await wait_for(pilot, lambda: "ctrl+r" in footer_keys(screen) and "ctrl+s" not in footer_keys(screen),
+                       timeout=3, what="the footer to show ctrl+r and not ctrl+s")
 
 
 @pytest.mark.asyncio
@@ -105,7 +105,7 @@ async def test_quit_dialog_has_its_own_footer(tmp_path, folders):
         app.push_screen(ConfirmQuit(1))
         await pilot.pause(0.3)
         keys = footer_keys(app.screen)
-        assert {"s", "k", "escape"} <= keys
+        assert {"ctrl+s", "k", "escape"} <= keys
         assert "ctrl+r" not in keys  # not the launch screen's keys
 
 
@@ -138,8 +138,8 @@ async def test_second_instance_stops_a_run_the_first_left_running(tmp_path, fold
         await wait_for(pilot, lambda: isinstance(second.screen, RunScreen), what="the run screen")
         screen = second.screen
         await wait_for(pilot, lambda: f"pid {process.pid}" in text_of(screen.query_one(RunTitle)), what="the pid")
-        await wait_for(pilot, lambda: "s" in footer_keys(screen), what="s offered")
-        await pilot.press("s")
+        await wait_for(pilot, lambda: "ctrl+s" in footer_keys(screen), what="ctrl+s offered")
+        await stop_and_confirm(pilot)
         await wait_for(pilot, lambda: screen.record.state.status == "interrupted", what="interrupted")
     assert process.popen.wait(timeout=30) == 130
 
@@ -194,12 +194,12 @@ async def test_kill_9_says_killed_drops_eta_and_resume_starts_clean(tmp_path, fo
         assert "killed by SIGKILL" in banner and "Epoch" not in banner
         stats = text_of(screen.query_one("#run-stats", Static))
         assert "ETA" not in stats and "train " not in stats
-        await pilot.press("r")
+        await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: status_of(app) == "running", what="running again")
         state = screen.record.state
         assert state.train_accuracy is None or state.progress_epoch is not None  # no value of the old segment
         assert all(point.x <= state.initial_epoch or point.time >= state.segment_start for point in state.steps_log)
-        await pilot.press("s")
+        await stop_and_confirm(pilot)
         await wait_for(pilot, lambda: status_of(app) == "interrupted", what="interrupted")
 
 
@@ -287,13 +287,17 @@ async def test_history_labels_tell_same_variant_runs_apart(tmp_path, folders):
         # filter, then delete with confirmation
         await pilot.press("slash", *"lr=0.05", "enter")
         await wait_for(pilot, lambda: table.row_count == 1, what="the filter")
-        await pilot.press("d")
+        await pilot.press("ctrl+d")
         await wait_for(pilot, lambda: isinstance(app.screen, Confirm), what="the question")
         await pilot.press("n")
         assert (runs_dir / "cifar10-tiny-20261121-000000").is_dir()
-        await pilot.press("d")
+        await pilot.press("ctrl+d")
         await wait_for(pilot, lambda: isinstance(app.screen, Confirm), what="the question")
-        await pilot.press("y")
+        await pilot.press("y", "enter", "tab", "enter")  # neither a letter nor Tab/Enter confirms
+        assert (runs_dir / "cifar10-tiny-20261121-000000").is_dir() and not isinstance(app.screen, Confirm)
+        await pilot.press("ctrl+d")
+        await wait_for(pilot, lambda: isinstance(app.screen, Confirm), what="the question")
+        await pilot.press("ctrl+y")
         await wait_for(pilot, lambda: not (runs_dir / "cifar10-tiny-20261121-000000").exists(), what="deleted")
 
 
@@ -419,7 +423,7 @@ async def test_step_points_before_the_first_epoch_ends_and_machine_panel(tmp_pat
         await wait_for(pilot, lambda: f"pid {pid}" in panel.text and "RSS" in panel.text, what="figures")
         text = panel.text
         assert "host" in text and "cores" in text and "images/s" in text
-        await pilot.press("s")
+        await stop_and_confirm(pilot)
         await wait_for(pilot, lambda: status_of(app) == "interrupted", what="interrupted")
 
 

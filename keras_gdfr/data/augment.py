@@ -174,15 +174,21 @@ class Ops:
 
     tf.data on the torch/jax backends runs TensorFlow graphs, so it takes Keras's
     TensorFlow implementation of the same ops (``backend="tensorflow"``).
+
+    `const` gives the constants of a batch (offsets' bounds, mean, std, class ids) as
+    tensors. With ``keras.ops`` (the device pipeline, eager) each is made once and kept
+    on the device: a Python number handed to an op would be uploaded on every batch,
+    and on a GPU each such copy waits for the queued work (9 a batch before this;
+    tests/test_device_standin.py counts them). In tf.data's graphs they are graph constants.
     """
 
     def __init__(self, backend: str | None = None):
+        self._constants = {} if backend is None else None
         if backend is None:
             import keras
 
             self.np = keras.ops
             self.cast = keras.ops.cast
-            self.one_hot = keras.ops.one_hot
             self.shape = keras.ops.shape
             self.tensor = keras.ops.convert_to_tensor
         else:
@@ -191,9 +197,18 @@ class Ops:
             module = importlib.import_module(f"keras.src.backend.{backend}")
             self.np = module.numpy
             self.cast = module.core.cast
-            self.one_hot = module.nn.one_hot
             self.shape = module.core.shape
             self.tensor = module.core.convert_to_tensor
+
+
+    def const(self, value, dtype: str):
+        """`value` (a number or a tuple of numbers) as a `dtype` tensor, made once per `Ops` when eager."""
+        if self._constants is None:
+            return self.tensor(value, dtype=dtype)
+        key = (value, dtype)
+        if key not in self._constants:
+            self._constants[key] = self.tensor(value, dtype=dtype)
+        return self._constants[key]
 
 
 def ops_for(backend: str | None = None) -> Ops:
@@ -202,8 +217,8 @@ def ops_for(backend: str | None = None) -> Ops:
 
 def _offsets(ops: Ops, u, room: int):
     """int32 crop offsets in 0..room from float32 uniforms in [0, 1)."""
-    x = ops.np.floor(u * float(room + 1))
-    return ops.cast(ops.np.minimum(x, float(room)), "int32")
+    x = ops.np.floor(u * ops.const(float(room + 1), "float32"))
+    return ops.cast(ops.np.minimum(x, ops.const(float(room), "float32")), "int32")
 
 
 def augment_batch(ops: Ops, images, draws, aug: Augmentation, *, train: bool, channels_first: bool = False):
@@ -235,8 +250,9 @@ def augment_batch(ops: Ops, images, draws, aug: Augmentation, *, train: bool, ch
         np_.logical_and(rows[:, :, None] >= 0, rows[:, :, None] < resize),
         np_.logical_and(cols[:, None, :] >= 0, cols[:, None, :] < resize),
     )  # (B, S, S)
-    rows = np_.clip(rows, 0, resize - 1)
-    cols = np_.clip(cols, 0, resize - 1)
+    low, high = ops.const(0, "int32"), ops.const(resize - 1, "int32")
+    rows = np_.clip(rows, low, high)
+    cols = np_.clip(cols, low, high)
     batch = ops.shape(images)[0]
     base = np_.arange(batch, dtype="int32")[:, None, None] * (resize * resize)
     index = base + rows[:, :, None] * resize + cols[:, None, :]  # (B, S, S) into (B*R*R, 3)
@@ -244,8 +260,8 @@ def augment_batch(ops: Ops, images, draws, aug: Augmentation, *, train: bool, ch
     pixels = ops.cast(np_.take(flat, np_.reshape(index, (-1,)), axis=0), "float32")
     pixels = np_.reshape(pixels, (batch, size, size, 3)) * ops.cast(inside, "float32")[..., None]
     if aug.normalize:
-        mean = ops.tensor(np.asarray(aug.mean, np.float32))
-        std = ops.tensor(np.asarray(aug.std, np.float32))
+        mean = ops.const(tuple(float(m) for m in aug.mean), "float32")
+        std = ops.const(tuple(float(s) for s in aug.std), "float32")
         pixels = (pixels / 255.0 - mean) / std
     if channels_first:
         pixels = np_.transpose(pixels, (0, 3, 1, 2))
@@ -255,6 +271,7 @@ def augment_batch(ops: Ops, images, draws, aug: Augmentation, *, train: bool, ch
 def finish_labels(ops: Ops, labels, num_classes: int, one_hot: bool):
     """int32 (B,) labels, or float32 one-hot (B, K) (for a loss with label smoothing)."""
     labels = ops.cast(labels, "int32")
-    if one_hot:
-        return ops.cast(ops.one_hot(labels, num_classes), "float32")
+    if one_hot:  # one_hot without its per-call constants: label == class id
+        classes = ops.const(tuple(range(num_classes)), "int32")
+        return ops.cast(ops.np.equal(ops.np.expand_dims(labels, 1), classes), "float32")
     return labels

@@ -40,10 +40,26 @@ class Catalog:
 def check_classes(catalog: Catalog, spec: DatasetSpec) -> None:
     if len(catalog.class_names) != spec.num_classes:
         shown = ", ".join(catalog.class_names[:12]) + (" ..." if len(catalog.class_names) > 12 else "")
+        empty = _empty_class_folders(catalog)
         raise DataError(
             f"{catalog.origin}: expected {spec.num_classes} classes for {spec.name}, found "
-            f"{len(catalog.class_names)} class folders ({shown or 'none'})"
+            f"{len(catalog.class_names)} class folders with images ({shown or 'none'})"
+            + (f"; without images: {', '.join(empty)}" if empty else "")
         )
+
+
+def _empty_class_folders(catalog: Catalog) -> list[str]:
+    """Class folders of a directory split that hold no image (they are not counted as classes)."""
+    from keras_gdfr.data.archives import DirTree, is_visible
+
+    if not isinstance(catalog.tree, DirTree) or ":" not in catalog.origin:
+        return []
+    split = catalog.tree.root / catalog.origin.rsplit(":", 1)[1]
+    try:
+        folders = sorted(p.name for p in split.iterdir() if p.is_dir() and is_visible(p.name))
+    except OSError:
+        return []
+    return [str(split / name) for name in folders if name not in catalog.class_names]
 
 
 def check_size(catalog: Catalog, spec: DatasetSpec, role: str) -> None:

@@ -125,6 +125,13 @@ def _test_catalog(tree: Tree, spec: DatasetSpec) -> Catalog:
         members.append(name)
         labels.append(label)
         boxes[name] = _roi_box(row)
+    missing = sorted(set(range(spec.num_classes)) - set(labels))
+    if missing:  # Imagenette and Imagewoof refuse a test split without a class too
+        shown = ", ".join(f"{i:05d}" for i in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        raise DataError(
+            f"{tree.display(gt_files[0])}: labels {spec.num_classes - len(missing)} of the {spec.num_classes} "
+            f"classes; no test image of class {shown} (an incomplete or different file?)"
+        )
     order = np.argsort(np.array(members), kind="stable")
     return Catalog(
         tree=tree,

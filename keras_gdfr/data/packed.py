@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import pathlib
 import zipfile
 import zlib
@@ -38,6 +37,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from keras_gdfr.atomic import atomic_write
 from keras_gdfr.data.archives import MemoryTree, open_tree
 from keras_gdfr.data.catalog import Catalog
 from keras_gdfr.data.errors import DataError
@@ -97,11 +97,12 @@ def write_packed(path, records: Sequence[PackedRecord], *, class_names: Sequence
         offsets=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
         images=np.frombuffer(b"".join(r.image for r in records), dtype=np.uint8),
     )
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "wb") as handle:  # a file object: numpy would add ".npz" to a name
-        np.savez_compressed(handle, **arrays)
-    os.replace(tmp, path)
-    return path
+
+    def write(tmp: pathlib.Path) -> None:
+        with open(tmp, "wb") as handle:  # a file object: numpy would add ".npz" to a name
+            np.savez_compressed(handle, **arrays)
+
+    return atomic_write(path, write)
 
 
 def read_packed(path) -> PackedData:

@@ -117,6 +117,20 @@ def _holds_a_layout(path: pathlib.Path, spec: DatasetSpec) -> bool:
     return path.is_dir() and (_has_own_layout(path, spec.source) or has_split_folders(path))
 
 
+def _nearby_layout(path: pathlib.Path, spec: DatasetSpec) -> pathlib.Path | None:
+    """A folder one or two levels up (GTSRB's Final_Training/Images), or one or two down, that holds the data."""
+    for up in (path.parent, path.parent.parent):
+        if up != path and _holds_a_layout(up, spec):
+            return up
+    level = [path]
+    for _ in range(2):
+        level = [c for p in level for c in sorted(p.iterdir()) if c.is_dir() and is_visible(c.name)][:50]
+        found = [c for c in level if _holds_a_layout(c, spec)]
+        if found:
+            return found[0]
+    return None
+
+
 def check_data_dir(dataset: str, data_dir) -> None:
     """Refuse a data_dir whose source had to be guessed and that holds no data, in one line.
 
@@ -135,8 +149,8 @@ def check_data_dir(dataset: str, data_dir) -> None:
         raise DataError(f"{path}: empty folder; pass the folder that holds {layouts}, an archive, or a prepared tfds data_dir")
     if _holds_a_layout(path, spec) or is_tfds_data_dir(path, spec):
         return
-    up = path.parent
-    hint = f"; pass the folder that holds it: {up}" if _holds_a_layout(up, spec) else ""
+    found = _nearby_layout(path, spec)
+    hint = f"; pass the folder that holds it: {found}" if found else ""
     tfds = f", or a prepared tfds {spec.tfds_name} data_dir" if spec.tfds_name else ""
     raise DataError(f"{path}: found no {spec.name} data here ({layouts}{tfds}){hint}")
 

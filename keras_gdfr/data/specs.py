@@ -102,17 +102,21 @@ GTSRB_SIGNS = (
     "Roundabout mandatory", "End of no passing", "End of no passing by vehicles over 3.5 metric tons",
 )
 
+# The class folders of each WordNet dataset, as its archives name them (checked against
+# tfds's label files and the real Imagenette folders in tests/test_predict_export.py).
 WORDNET_NAMES = {
-    # Imagenette
-    "n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
-    "n03000684": "chain saw", "n03028079": "church", "n03394916": "French horn",
-    "n03417042": "garbage truck", "n03425413": "gas pump", "n03445777": "golf ball",
-    "n03888605": "parachute",
-    # Imagewoof
-    "n02086240": "Shih-Tzu", "n02087394": "Rhodesian ridgeback", "n02088364": "beagle",
-    "n02089973": "English foxhound", "n02093754": "Border terrier", "n02096294": "Australian terrier",
-    "n02099601": "golden retriever", "n02105641": "Old English sheepdog", "n02111889": "Samoyed",
-    "n02115641": "dingo",
+    "imagenette": {
+        "n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
+        "n03000684": "chain saw", "n03028079": "church", "n03394916": "French horn",
+        "n03417042": "garbage truck", "n03425413": "gas pump", "n03445777": "golf ball",
+        "n03888257": "parachute",
+    },
+    "imagewoof": {
+        "n02086240": "Shih-Tzu", "n02087394": "Rhodesian ridgeback", "n02088364": "beagle",
+        "n02089973": "English foxhound", "n02093754": "Border terrier", "n02096294": "Australian terrier",
+        "n02099601": "golden retriever", "n02105641": "Old English sheepdog", "n02111889": "Samoyed",
+        "n02115641": "dingo",
+    },
 }
 
 
@@ -121,8 +125,8 @@ def readable_class_name(dataset: str | None, class_id: str) -> str:
     class_id = str(class_id)
     if dataset == "gtsrb" and class_id.isdigit() and int(class_id) < len(GTSRB_SIGNS):
         return GTSRB_SIGNS[int(class_id)]
-    if dataset in ("imagenette", "imagewoof"):
-        return WORDNET_NAMES.get(class_id, class_id)
+    if dataset in WORDNET_NAMES:
+        return WORDNET_NAMES[dataset].get(class_id, class_id)
     return class_id
 
 

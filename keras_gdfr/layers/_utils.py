@@ -90,7 +90,31 @@ def batch_norm(data_format: str, name: str, dtype=None) -> keras.layers.BatchNor
 def build_sublayer(layer: keras.layers.Layer, input_shape) -> tuple:
     """Build `layer` for `input_shape` and return its output shape."""
     layer.build(input_shape)
+    torch_kernel_layout(layer)
     return tuple(layer.compute_output_shape(input_shape))
+
+
+def torch_kernel_layout(layer: keras.layers.Layer) -> None:
+    """torch: store a built `Conv2D`'s kernel in PyTorch's memory order, its shape and values unchanged.
+
+    Keras keeps conv kernels as (kh, kw, in, out) and its torch `conv` hands PyTorch the
+    permuted view (out, in, kh, kw), which PyTorch's convolution copies to contiguous
+    memory on every call (and autograd permutes the gradient back). Stored as a
+    (kh, kw, in, out) view of an (out, in, kh, kw) buffer, the permuted view is already
+    contiguous: no copy per call. Shape, values, variable path and saved files are the
+    same (a `.keras` file from torch loads on jax and tensorflow: tests/test_backends.py);
+    assign and load copy values into the buffer, keeping its layout.
+    """
+    if keras.backend.backend() != "torch" or type(layer) is not keras.layers.Conv2D or not layer.built:
+        return
+    import torch
+
+    variable = layer.kernel
+    value = variable.value
+    if value.ndim != 4 or value.permute(3, 2, 0, 1).is_contiguous():
+        return
+    stored = value.detach().permute(3, 2, 0, 1).contiguous().permute(2, 3, 1, 0)
+    variable._value = torch.nn.Parameter(stored, requires_grad=variable.trainable)
 
 
 def padded_shape(shape, pad: int, data_format: str) -> tuple:

@@ -116,11 +116,12 @@ def normalization_stats(preprocessing) -> tuple[tuple[float, ...], tuple[float, 
         ) from None
 
 
-def _head_dtype(head_dtype):
-    """The head's policy: `head_dtype`, else float32 under a mixed policy (float32 logits)."""
+def head_dtype_policy(head_dtype, policy=None):
+    """The head's policy: `head_dtype`, else float32 when `policy` (default: the global one) is
+    mixed (float32 logits, as Keras's mixed-precision guide advises), else `policy`."""
     if head_dtype is not None:
         return head_dtype
-    policy = keras.config.dtype_policy()
+    policy = policy or keras.config.dtype_policy()
     return "float32" if policy.compute_dtype != policy.variable_dtype else policy
 
 
@@ -144,34 +145,64 @@ def pyramid_outputs(model: keras.Model) -> dict:
     return {f"P{first_level + stage - 1}": model.get_layer(names[stage]).output for stage in (1, 2, 3, 4)}
 
 
-def _load_weights(model: keras.Model, path) -> None:
-    """Weights from a `.weights.h5` of the same configuration, or every matching layer of a `.keras` model."""
-    import pathlib
+def resolve_architecture(variant: str, overrides: dict) -> dict:
+    """The variant's knobs with `overrides` over them, checked (ValueError naming the bad one)."""
+    config = variant_config(variant)
+    unknown = sorted(set(overrides) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"Unknown GDFRNet option(s) {unknown}. Known: {sorted(DEFAULTS)}. Received: {overrides}")
+    config.update(overrides)
+    _validate(config)
+    return config
 
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise ValueError(f"weights must be None or the path of a .weights.h5 or .keras file. Received: weights={str(path)!r}")
-    if path.name.endswith(".weights.h5"):
-        model.load_weights(path)
-        return
-    if path.suffix != ".keras":
-        raise ValueError(f"weights must be a .weights.h5 or .keras file. Received: weights={str(path)!r}")
-    # Not keras_gdfr.saving.load_model: that module belongs to training (it registers the
-    # optimizer); without compiling only the layers are needed, registered by keras_gdfr.layers.
-    source = keras.saving.load_model(path, compile=False)
-    source_layers = {layer.name: layer for layer in source.layers}
-    for layer in model.layers:
-        if not layer.weights or layer.name not in source_layers:
-            continue
-        try:
-            layer.set_weights(source_layers[layer.name].get_weights())
-        except ValueError as error:
-            raise ValueError(f"weights={str(path)!r}: layer {layer.name!r} does not fit this model ({error})") from None
+
+def image_input(input_shape, input_tensor, data_format: str):
+    """(model inputs, the tensor the network starts from), as keras.applications takes them.
+
+    `input_shape=None` means any height and width (3 channels); `input_tensor` (a
+    `keras.Input`, a layer's output, or a backend tensor) replaces the input layer.
+    """
+    if input_shape is None:
+        input_shape = (None, None, 3) if data_format == "channels_last" else (3, None, None)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (height, width, channels) in the data format, or None. Received: input_shape={input_shape!r}")
+    if input_tensor is None:
+        image = keras.Input(shape=input_shape, name="image")
+        return image, image
+    if not keras.backend.is_keras_tensor(input_tensor):
+        input_tensor = keras.Input(tensor=input_tensor, shape=input_shape, name="image")
+    return keras.utils.get_source_inputs(input_tensor), input_tensor
+
+
+def build_features(x, config: dict, data_format: str, stats=None):
+    """The network from images to its final feature map (stage 4, merged with the branch)."""
+    df = data_format
+    depths, widths = tuple(int(d) for d in config["depths"]), tuple(int(w) for w in config["widths"])
+    block_args = None
+    if config["frm"]:
+        block_args = dict(
+            frm_position=config["frm_position"],
+            reduction=config["reduction"],
+            upsample=config["upsample"],
+            upsample_kernel=config["upsample_kernel"],
+            downsample=config["frm_downsample"],
+        )
+    if stats is not None:
+        x = ImageNormalization(*stats, data_format=df, name="preprocessing")(x)
+    x = Stem(widths[0], kind=config["stem"], data_format=df, name="stem")(x)
+    stage_outputs = []
+    for stage, (depth, filters) in enumerate(zip(depths, widths), start=1):
+        x = _stage(x, stage, depth, filters, 1 if stage == 1 else 2, block_args, df)
+        stage_outputs.append(x)
+    if int(config["branch_depth"]) > 0:
+        x = _branch(stage_outputs, widths, int(config["branch_depth"]), config["fgcm_layout"], config["fom_similarity"], df)
+    return x
 
 
 def GDFRNet(
     variant: str = "gdfrnet",
-    input_shape: Sequence[int] = (32, 32, 3),
+    input_shape: Sequence[int] | None = (32, 32, 3),
     num_classes: int | None = 10,
     classifier_activation: str | None = None,
     data_format: str | None = None,
@@ -182,14 +213,19 @@ def GDFRNet(
     preprocessing=None,
     weights=None,
     head_dtype=None,
+    input_tensor=None,
+    classes: int | None = None,
     **overrides,
 ) -> keras.Model:
     """Build a GDFRNet (or any of the paper's variants) as a functional Keras model.
 
     In the `keras.applications` style: a classifier by default, a backbone with
     `include_top=False` (plus `pooling`), optional preprocessing inside the model,
-    weights from a file. The stage features are `model.pyramid_outputs`
-    (see `pyramid_outputs`).
+    weights from a file or a preset, `input_tensor` and `classes`. The stage features
+    are `model.pyramid_outputs` (see `pyramid_outputs`). It returns a flat functional
+    `keras.Model` (every layer at the top level, as training and `gdfr viz` need); the
+    keras-hub classes `GDFRNetBackbone` and `GDFRNetImageClassifier` keep their class,
+    `pyramid_outputs` and presets through saving.
 
     Args:
         variant: a name from `keras_gdfr.list_variants()`: `"gdfrnet"` (= `"net5"`),
@@ -200,9 +236,11 @@ def GDFRNet(
             Defaults to `"gdfrnet"`.
         input_shape: the image shape in the active data format, e.g. `(32, 32, 3)`
             channels_last or `(3, 32, 32)` channels_first. Any size works,
-            odd ones included.
+            odd ones included; `None` leaves height and width open (3 channels).
+            Ignored with `input_tensor`. Defaults to `(32, 32, 3)`.
         num_classes: int. Size of the classification head (needed with
             `include_top=True`, ignored without). Defaults to `10`.
+        classes: keras.applications' name for `num_classes` (give one of them).
         classifier_activation: activation of the head; `None` returns logits
             (what training uses). Defaults to `None`.
         data_format: `"channels_last"` or `"channels_first"`. Defaults to
@@ -219,13 +257,19 @@ def GDFRNet(
             `keras_gdfr.data.specs`) or `(mean, std)`: the model then takes raw
             0-255 RGB images (an `ImageNormalization` layer named `preprocessing`).
             Defaults to `None`.
-        weights: `None` (random initialisation) or a path: a `.weights.h5` saved
-            from a model of the same configuration, or a `.keras` model (e.g. a run's
-            `model.keras`) whose layers are copied by name (so a trained classifier
-            gives its backbone to `include_top=False`). Defaults to `None`.
+        weights: `None` (random initialisation), a preset name
+            (`keras_gdfr.list_presets()`) or directory, or a path: a `.weights.h5`
+            saved from a model of the same configuration, or a `.keras` model (e.g. a
+            run's `model.keras`) whose layers are copied by name (so a trained
+            classifier gives its backbone to `include_top=False`). A preset or
+            `.keras` source must have the same architecture (and, with the head, the
+            same number of classes). Defaults to `None`.
         head_dtype: dtype policy of the head. Defaults to float32 under a mixed
-            global policy (float32 logits, as keras-hub classifiers), else the
-            global policy.
+            global policy (float32 logits, as Keras's mixed-precision guide
+            advises), else the global policy. (keras-hub 0.32's ImageClassifier
+            keeps the head in the backbone's policy; pass it to get that.)
+        input_tensor: a tensor (`keras.Input` or a layer's output) to use as the
+            image input, as keras.applications takes it. Defaults to `None`.
         **overrides: any architecture knob, over the variant's values:
             `stem` ("3x3"/"7x7"), `depths`, `widths` (4 ints each), `frm` (bool),
             `frm_position` ("A"-"D"), `reduction` (r), `upsample`
@@ -250,46 +294,54 @@ def GDFRNet(
     >>> {level: tuple(t.shape) for level, t in backbone.pyramid_outputs.items()}["P3"]
     (None, 4, 4, 128)
     """
-    config = variant_config(variant)
+    num_classes = _num_classes(num_classes, classes)
     unknown = sorted(set(overrides) - set(DEFAULTS))
     if unknown:
-        raise ValueError(f"Unknown GDFRNet option(s) {unknown}. Known: {sorted(DEFAULTS)}. Received: {overrides}")
-    config.update(overrides)
-    _validate(config)
+        raise ValueError(
+            f"Unknown GDFRNet option(s) {unknown}. Known: architecture {sorted(DEFAULTS)}, "
+            f"model {list(BUILDER_ARGUMENTS)}. Received: {overrides}"
+        )
+    config = resolve_architecture(variant, overrides)
     _check_head_args(include_top, num_classes, pooling)
     stats = normalization_stats(preprocessing)
     df = U.resolve_data_format(data_format)
-    depths, widths = tuple(int(d) for d in config["depths"]), tuple(int(w) for w in config["widths"])
-    block_args = None
-    if config["frm"]:
-        block_args = dict(
-            frm_position=config["frm_position"],
-            reduction=config["reduction"],
-            upsample=config["upsample"],
-            upsample_kernel=config["upsample_kernel"],
-            downsample=config["frm_downsample"],
-        )
-
-    inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x = inputs
-    if stats is not None:
-        x = ImageNormalization(*stats, data_format=df, name="preprocessing")(x)
-    x = Stem(widths[0], kind=config["stem"], data_format=df, name="stem")(x)
-    stage_outputs = []
-    for stage, (depth, filters) in enumerate(zip(depths, widths), start=1):
-        x = _stage(x, stage, depth, filters, 1 if stage == 1 else 2, block_args, df)
-        stage_outputs.append(x)
-    if int(config["branch_depth"]) > 0:
-        x = _branch(stage_outputs, widths, int(config["branch_depth"]), config["fgcm_layout"], config["fom_similarity"], df)
+    inputs, x = image_input(input_shape, input_tensor, df)
+    x = build_features(x, config, df, stats)
     pool = pooling or ("avg" if include_top else None)
     if pool == "avg":
         x = keras.layers.GlobalAveragePooling2D(data_format=df, name="avg_pool")(x)
     elif pool == "max":
         x = keras.layers.GlobalMaxPooling2D(data_format=df, name="max_pool")(x)
     if include_top:
-        x = keras.layers.Dense(int(num_classes), activation=classifier_activation, dtype=_head_dtype(head_dtype), name="head")(x)
+        x = keras.layers.Dense(int(num_classes), activation=classifier_activation, dtype=head_dtype_policy(head_dtype), name="head")(x)
     model = keras.Model(inputs, x, name=name or variant.replace("-", "_"))
     if weights is not None:
-        _load_weights(model, weights)
-    model.pyramid_outputs = pyramid_outputs(model)
+        from keras_gdfr.models.weights import load_builder_weights
+
+        load_builder_weights(model, weights, config)
+    set_pyramid_outputs(model)
     return model
+
+
+def set_pyramid_outputs(model: keras.Model) -> None:
+    """`model.pyramid_outputs` as a plain dict: not tracked by Keras (which would wrap it in a
+    TrackedDict that jax cannot return from `keras.Model(model.inputs, model.pyramid_outputs)`)."""
+    object.__setattr__(model, "pyramid_outputs", pyramid_outputs(model))
+
+
+# The builder's own arguments (named by the error for an unknown option, beside the knobs).
+BUILDER_ARGUMENTS = (
+    "variant", "input_shape", "input_tensor", "num_classes", "classes", "classifier_activation",
+    "data_format", "name", "include_top", "pooling", "preprocessing", "weights", "head_dtype",
+)
+
+
+def _num_classes(num_classes, classes):
+    """`num_classes`, or keras.applications' `classes` when that is given (both: they must agree)."""
+    if classes is None:
+        return num_classes
+    if num_classes not in (10, classes):  # 10: num_classes' default, i.e. not given
+        raise ValueError(
+            f"classes is another name for num_classes; give one of them. Received: num_classes={num_classes!r}, classes={classes!r}"
+        )
+    return classes

@@ -78,15 +78,51 @@ def plot_training_curves(epoch_ends: list[dict], path, title: str = "") -> pathl
             ax.legend()
         else:
             ax.text(0.5, 0.5, "no completed epoch", ha="center", va="center", transform=ax.transAxes)
-    if epochs:
-        from matplotlib.ticker import MaxNLocator
+    _epoch_axes((acc_ax, loss_ax), epochs)
+    fig.suptitle(_wrap(title, 2 * TITLE_WIDTH))
+    fig.tight_layout()
+    return _save(fig, path)
 
-        for ax in (acc_ax, loss_ax):
-            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
-            if len(epochs) <= 12:
-                ax.set_xticks(epochs)  # every epoch, whole numbers only (also for 1 epoch)
-            else:
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+def _epoch_axes(axes, epochs: list[int]) -> None:
+    """x axes that span the epochs, with whole-number ticks (every epoch up to 12)."""
+    if not epochs:
+        return
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        if len(epochs) <= 12:
+            ax.set_xticks(epochs)  # every epoch, whole numbers only (also for 1 epoch)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def plot_seed_curves(series: list[tuple[str, list[dict]]], path, title: str = "") -> pathlib.Path:
+    """Validation accuracy and training loss against epoch, one line per seed of one experiment.
+
+    Args:
+        series: (label, `epoch_end` events) per run, e.g. ("seed 0", [...]).
+        path: the PNG to write (1000 x 400 px).
+        title: the figure's title.
+    """
+    fig, (acc_ax, loss_ax) = _new_figure(CURVES_SIZE, ncols=2)
+    epochs = sorted({e["epoch"] for _, ends in series for e in ends})
+    for ax, key, scale, label in ((acc_ax, "val_accuracy", 100.0, "validation accuracy (%)"),
+                                  (loss_ax, "loss", 1.0, "training loss")):
+        for name, ends in series:
+            points = [(e["epoch"], e[key] * scale) for e in ends if e.get(key) is not None]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, "-o", markersize=3, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if epochs:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no completed epoch", ha="center", va="center", transform=ax.transAxes)
+    _epoch_axes((acc_ax, loss_ax), epochs)
     fig.suptitle(_wrap(title, 2 * TITLE_WIDTH))
     fig.tight_layout()
     return _save(fig, path)

@@ -16,7 +16,7 @@ import datetime
 import pathlib
 import re
 
-from keras_gdfr.report import figures, tables
+from keras_gdfr.report import figures, seeds, tables
 from keras_gdfr.report.runs import Run, find_runs
 
 # Table 8 is read as 32x32 CIFAR-10 counts (see paper_results.json).
@@ -131,6 +131,37 @@ def _section_comparison(runs: list[Run]) -> list[str]:
     return lines
 
 
+def _section_seeds(runs: list[Run], out_dir: pathlib.Path) -> list[str]:
+    """Repeats that differ only by seed: mean +- std, per paper table with its orderings, and all seeds' curves."""
+    groups = seeds.group_runs(runs)
+    repeated = [g for g in groups if len(g.runs) > 1]
+    if not repeated:
+        return []
+    lines = [
+        "", "## Over seeds", "",
+        "Runs whose recipes are equal but for train.seed (and the run's name) are repeats of one experiment. "
+        f"Mean {seeds.PM} std are over the seeds that have a test accuracy (std: the sample standard deviation). "
+        f"An ordering of two networks holds beyond the spread when their mean {seeds.PM} std intervals do not "
+        "overlap, the paper's higher network above.",
+        "", seeds.seeds_table(repeated),
+    ]
+    for name in tables.paper_grid_names():
+        grid = tables.paper_grid(name)
+        cells = seeds.grid_groups(grid, groups)
+        if grid.key is None or not any(len(g.runs) > 1 for g in cells.values()):
+            continue
+        lines += ["", f"### {grid.caption}, over seeds", "", seeds.grid_table(grid, cells)]
+        order = seeds.orderings(grid, cells)
+        if order:
+            lines += ["", "The paper's orderings:", ""] + [f"- {line}" for line in order]
+    for group, stem in zip(repeated, _figure_stems([g.first for g in repeated])):
+        title = f"{group.label}, {tables.dataset_label(group.dataset)}: {len(group.runs)} seeds"
+        path = figures.plot_seed_curves([(f"seed {seeds.seed_of(r)}", r.epoch_ends) for r in group.runs],
+                                        out_dir / "figures" / f"{stem}-seeds.png", title)
+        lines += ["", f"![{title}](figures/{path.name})"]
+    return lines
+
+
 def _section_complexity(counts: dict[str, dict]) -> list[str]:
     table8 = tables.paper_results()["tables"]["table8"]
     lines = [
@@ -196,6 +227,7 @@ def build_report(runs: list[Run], out_dir, skipped: list[str] = (), count: bool 
     lines = _section_header(runs, list(skipped))
     lines += _section_runs(runs, out_dir)
     lines += _section_comparison(runs)
+    lines += _section_seeds(runs, out_dir)
     lines += _section_complexity(complexity_counts(runs, count=count))
     for run, stem in zip(runs, _figure_stems(runs)):
         lines += _section_run_figures(run, out_dir, stem)

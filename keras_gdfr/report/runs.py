@@ -97,11 +97,17 @@ class Run:
 
     @property
     def label(self) -> str:
-        """The variant, with its overrides when it has any: 'net2 (depths=[1, 1, 1, 1])'."""
-        if not self.overrides:
-            return self.variant
-        knobs = ", ".join(f"{k}={v}" for k, v in self.overrides.items())
-        return f"{self.variant} ({knobs})"
+        """The variant, with its overrides when it has any: 'net2 (depths=[1, 1, 1, 1])', and the
+        trainer when it is not `gdfr train`: 'tiny [native-torch]' (bench/native_train.py)."""
+        label = self.variant
+        if self.overrides:
+            label += " (" + ", ".join(f"{k}={v}" for k, v in self.overrides.items()) + ")"
+        return f"{label} [{self.trainer}]" if self.trainer else label
+
+    @property
+    def trainer(self) -> str | None:
+        """run_start's `trainer`: "native-torch" for the native control; None for `gdfr train`."""
+        return self.run_start.get("trainer")
 
     @property
     def dataset(self) -> str:
@@ -263,6 +269,38 @@ def _read_json(path: pathlib.Path):
         return json.load(f)
 
 
+# Fields the report computes with (docs/run-directory.md): numbers (or null where the contract allows,
+# or "nan"/"inf" strings: events.jsonl writes non-finite floats so). A run whose field has another
+# type is skipped with a line naming it, not a traceback that stops the whole report.
+_NUMERIC_FIELDS = {
+    "run_start": ("params", "macs", "epochs", "initial_epoch", "train_size", "test_size", "batch_size"),
+    "epoch_end": ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"),
+    "run_end": ("epoch", "seconds", "best_val_accuracy"),
+}
+_EVAL_NUMERIC = ("accuracy", "loss", "macro_auc", "num_examples")
+_NON_FINITE = ("nan", "inf", "-inf")
+
+
+def _is_number(value) -> bool:
+    return value is None or value in _NON_FINITE or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _wrongly_typed(events: list[dict], evaluation: dict | None) -> str | None:
+    """What is wrongly typed ("a run_end event's epoch is 'two', not a number"), or None."""
+    for event in events:
+        for name in _NUMERIC_FIELDS.get(event.get("event"), ()):
+            if not _is_number(event.get(name)):
+                return f"{EVENTS_FILE}: a {event['event']} event's {name} is {event[name]!r}, not a number"
+        test = event.get("test") if event.get("event") == "run_end" else None
+        if test is not None and not (isinstance(test, dict) and all(_is_number(test.get(k)) for k in ("accuracy", "loss"))):
+            return f"{EVENTS_FILE}: a run_end event's test is {test!r}, not {{accuracy, loss}} numbers"
+    if evaluation is not None:
+        for name in _EVAL_NUMERIC:
+            if not _is_number(evaluation.get(name)):
+                return f"{EVAL_FILE}: {name} is {evaluation[name]!r}, not a number"
+    return None
+
+
 def load_run(path) -> Run:
     """Read one run directory.
 
@@ -283,6 +321,11 @@ def load_run(path) -> Run:
             evaluation = _read_json(path / EVAL_FILE)
         except (OSError, ValueError):
             evaluation = None
+    if evaluation is not None and not isinstance(evaluation, dict):
+        evaluation = None
+    problem = _wrongly_typed(events, evaluation)
+    if problem:
+        raise RunDirError(f"{path}: {problem} (fix or remove it to report this run)")
     return Run(path=path, recipe=recipe if isinstance(recipe, dict) else {}, events=events, evaluation=evaluation)
 
 

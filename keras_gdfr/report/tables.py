@@ -10,6 +10,7 @@ exactly as the paper does. No keras code here.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -261,3 +262,76 @@ def unnumbered_results() -> list[str]:
     """One line for each table or figure of the paper that has no numbers in its text."""
     return list(paper_results()["without_numbers"].values())
 
+
+
+# The paper's grids by name, for `gdfr sweep --table` and the report's seed tables --------
+
+LADDER_PREFIX = "tiny-"
+"""`--table 9-tiny`: each row's variant at tiny's widths (tiny-net2 ... tiny-net5), where one exists."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperGrid:
+    """One of the paper's grids of networks x datasets.
+
+    Attributes:
+        name: as `gdfr sweep --table` takes it ("9", "9-tiny", "3").
+        caption: the paper's caption, or a description.
+        variants: the grid's variants (known names only), in the paper's row order.
+        datasets: the paper's datasets for it (empty where the paper gives no numbers).
+        paper_rows: variant -> the key of its row in paper_results.json (for tiny-netK, netK's row).
+        key: the paper_results.json table key ("table9"), or None.
+    """
+
+    name: str
+    caption: str
+    variants: tuple[str, ...]
+    datasets: tuple[str, ...]
+    paper_rows: dict
+    key: str | None = None
+
+    def paper_value(self, variant: str, dataset: str) -> float | None:
+        """The paper's accuracy (%) for the row a variant stands for, on a dataset."""
+        row = self.paper_rows.get(variant)
+        if row is None or self.key is None:
+            return None
+        return paper_results()["tables"][self.key]["rows"][row]["values"].get(dataset)
+
+
+def paper_grid_names() -> list[str]:
+    """Every name `paper_grid` takes: the accuracy tables, their -tiny ladders, and the grids without numbers."""
+    from keras_gdfr.variants import GRIDS_WITHOUT_NUMBERS
+
+    names = [key.removeprefix("table") for key in ACCURACY_TABLES]
+    tiny = [f"{name}-tiny" for name in names if _ladder_rows(f"table{name}")]
+    return sorted(names + tiny + list(GRIDS_WITHOUT_NUMBERS), key=lambda n: (n[0].isalpha(), n))
+
+
+def _ladder_rows(key: str) -> dict[str, str]:
+    """tiny-<row> -> row, for the rows of a paper table that have a tiny twin."""
+    rows = paper_results()["tables"][key]["rows"]
+    return {LADDER_PREFIX + row: row for row in rows if _is_known_variant(LADDER_PREFIX + row)}
+
+
+def paper_grid(name: str) -> PaperGrid:
+    """The grid called `name` ("9", "table9", "Table 9", "9-tiny", "3", "fig8").
+
+    Raises:
+        ValueError: for an unknown name, listing the known ones.
+    """
+    from keras_gdfr.variants import GRIDS_WITHOUT_NUMBERS
+
+    short = name.strip().lower().replace(" ", "").removeprefix("table")
+    tiny = short.endswith("-tiny")
+    base = short.removesuffix("-tiny")
+    key = f"table{base}"
+    if key in ACCURACY_TABLES:
+        table = paper_results()["tables"][key]
+        rows = _ladder_rows(key) if tiny else {row: row for row in table["rows"] if _is_known_variant(row)}
+        if rows:
+            caption = table["caption"] + (" at tiny's widths (tiny-netK stands for the paper's netK)" if tiny else "")
+            return PaperGrid(short, caption, tuple(rows), tuple(table["datasets"]), rows, key)
+    if short in GRIDS_WITHOUT_NUMBERS:
+        note = paper_results()["without_numbers"].get(key if base.isdigit() else short, "")
+        return PaperGrid(short, note, GRIDS_WITHOUT_NUMBERS[short], (), {})
+    raise ValueError(f"unknown table {name!r} (known: {', '.join(paper_grid_names())})")

@@ -16,38 +16,26 @@ When `last.json` is missing or torn, the newest complete `epoch-NNNN/` is used.
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import io
 import json
 import os
 import pathlib
 import re
 import shutil
-import sys
 import tempfile
-import uuid
 
 import numpy as np
+
+from keras_gdfr.atomic import TEMP_PREFIX, atomic_write, fsync_dir, fsync_tree, quiet_on_failure, remove, temp_name
 
 CHECKPOINT_DIR = "checkpoints"
 POINTER = "last.json"
 BEST = "best.weights.h5"
 CHECKPOINT_FILES = ("model.weights.h5", "optimizer.npz", "state.json")
-TEMP_PREFIX = "."  # every temp file or folder of a writer is a dot-name beside its target
 _EPOCH_DIR = re.compile(r"epoch-(\d{4,})")
 
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be read; the message names the path."""
-
-
-def _fsync_dir(path: pathlib.Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _umask() -> int:
@@ -56,70 +44,14 @@ def _umask() -> int:
     return mask
 
 
-def _temp_name(path: pathlib.Path, suffix: str = "") -> pathlib.Path:
-    """A fresh dot-name beside `path` (`suffix` keeps an extension a writer insists on)."""
-    return path.parent / f"{TEMP_PREFIX}{path.name}.tmp-{uuid.uuid4().hex[:8]}{suffix}"
-
-
-def _remove(path: pathlib.Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _quiet_on_failure():
-    """Hold back what a writer prints to stderr; show it if the write succeeds, drop it if it fails.
-
-    On a full disk h5py prints an "Exception ignored" traceback for every object it
-    cannot close (dozens); the caller reports the failure in one line instead.
-    """
-    held, hook, stderr = io.StringIO(), sys.unraisablehook, sys.stderr
-    sys.stderr = held
-    sys.unraisablehook = lambda unraisable: None
-    try:
-        yield
-    except BaseException as error:
-        while error is not None:  # h5py objects in the traceback's frames: free them now, still quiet
-            error.__traceback__ = None
-            error = error.__context__
-        gc.collect()
-        raise
-    else:
-        stderr.write(held.getvalue())
-    finally:
-        sys.stderr, sys.unraisablehook = stderr, hook
-
-
-def _fsync_file(path: pathlib.Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
 def atomic_write_file(path: pathlib.Path, write, suffix: str = "") -> pathlib.Path:
-    """Run `write(temp_path)`, fsync, rename onto `path`: readers see the old or the new file, never half.
-
-    On any failure (a full disk, an exception in `write`) the temp file is removed
-    and `path` is left as it was.
-    """
-    path = pathlib.Path(path)
-    tmp = _temp_name(path, suffix)
-    try:
-        with _quiet_on_failure():
-            write(tmp)
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    """`write(temp_path)` then rename onto `path` (keras_gdfr.atomic.atomic_write)."""
+    return atomic_write(path, write, suffix)
 
 
 def atomic_write_text(path: pathlib.Path, text: str) -> None:
-    """Replace `path` with `text` atomically (see atomic_write_file)."""
-    atomic_write_file(pathlib.Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    """Replace `path` with `text` atomically (keras_gdfr.atomic.atomic_write)."""
+    atomic_write(path, text)
 
 
 def save_model(model, path: pathlib.Path) -> pathlib.Path:
@@ -162,7 +94,7 @@ def _write_checkpoint_dir(tmp: pathlib.Path, model, optimizer, state: dict) -> N
     _save_optimizer(optimizer, tmp / "optimizer.npz")
     (tmp / "state.json").write_text(json.dumps(state))
     for file in tmp.iterdir():
-        _fsync_file(file)
+        fsync_tree(file)
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
 
 
@@ -170,10 +102,10 @@ def _install_dir(tmp: pathlib.Path, final: pathlib.Path) -> None:
     """Rename the complete `tmp` onto `final`; an old `final` is moved aside first, removed after."""
     aside = None
     if final.exists():
-        aside = _temp_name(final)
+        aside = temp_name(final)
         os.replace(final, aside)
     os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)
 
@@ -190,7 +122,7 @@ def save_checkpoint(run_dir, model, optimizer, state: dict) -> pathlib.Path:
     name = f"epoch-{epoch:04d}"
     tmp = pathlib.Path(tempfile.mkdtemp(dir=root, prefix=f"{TEMP_PREFIX}{name}."))
     try:
-        with _quiet_on_failure():
+        with quiet_on_failure():
             _write_checkpoint_dir(tmp, model, optimizer, state)
         _install_dir(tmp, root / name)
     except BaseException:
@@ -215,7 +147,7 @@ def clean_temp(run_dir) -> list[pathlib.Path]:
     run_dir = pathlib.Path(run_dir)
     left = [p for p in (*run_dir.glob(f"{TEMP_PREFIX}*.tmp-*"), *(run_dir / CHECKPOINT_DIR).glob(f"{TEMP_PREFIX}*"))]
     for path in left:
-        _remove(path)
+        remove(path)
     return left
 
 

@@ -56,9 +56,11 @@ def _recipe_from_run(run_dir: pathlib.Path):
     if not path.is_file():
         _fail(f"{run_dir}: not a run directory (no recipe.json)", 2)
     try:
-        return Recipe.from_dict(json.loads(path.read_text()), origin=str(path))
-    except json.JSONDecodeError as error:
+        return Recipe.from_dict(json.loads(path.read_text(encoding="utf-8")), origin=str(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         _fail(f"{path}: not valid JSON ({error})", 2)
+    except OSError as error:
+        _fail(f"{path}: cannot read ({error.strerror or error})", 2)
     except RecipeError as error:
         _fail(str(error), 2)
 
@@ -70,7 +72,7 @@ def _recipe_from_run(run_dir: pathlib.Path):
 @click.argument("recipe", required=False)
 @click.option("--variant", help="Model variant (see `gdfr recipes`); overrides model.variant.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any recipe key, e.g. train.lr=0.05 (repeatable).")
-@click.option("--epochs", type=click.IntRange(min=1), help="Epochs; the milestones scale proportionally.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs; the milestones scale proportionally. With --resume: extend the run to N epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Batch size (train.batch_size).")
 @click.option("--data", help="Offline data: an ImageFolder dir or .zip, the official archive folder, or a tfds data_dir.")
 @click.option("--limit-train", type=click.IntRange(min=0), help="Use a deterministic class-balanced subset of N training images.")
@@ -82,18 +84,19 @@ def train(recipe, variant, sets, epochs, batch_size, data, limit_train, limit_te
     """Train a variant on a recipe's dataset with the paper's schedule.
 
     RECIPE is a .toml file or a recipe name (cifar10, cifar100, svhn, gtsrb,
-    imagenette, imagewoof). With --resume, the recipe is read from the run.
+    imagenette, imagewoof). With --resume, the recipe is read from the run; --epochs N
+    then extends it (a finished run too) with the schedule of an N-epoch run.
     """
     if resume_dir:
         changed = [flag for flag, value in (("RECIPE", recipe), ("--variant", variant), ("--set", sets),
-                   ("--epochs", epochs), ("--batch-size", batch_size), ("--data", data),
+                   ("--batch-size", batch_size), ("--data", data),
                    ("--limit-train", limit_train), ("--limit-test", limit_test), ("--run-dir", run_dir)) if value]
         if changed:
             _fail(f"--resume continues a run with its own recipe; drop {', '.join(changed)}", 2)
         run_path = pathlib.Path(resume_dir)
         if not run_path.is_dir():
             _fail(f"--resume {resume_dir}: no such run directory", 2)
-        parsed = _recipe_from_run(run_path)
+        parsed = _resumed_recipe(_recipe_from_run(run_path), run_path, epochs)
     else:
         if not recipe:
             _fail("missing RECIPE (a .toml file or a recipe name); see `gdfr recipes`", 2)
@@ -102,8 +105,40 @@ def train(recipe, variant, sets, epochs, batch_size, data, limit_train, limit_te
                               limit_train=limit_train, limit_test=limit_test)
         run_path = None
     parsed = _with_devices(parsed, devices)
-    _ensure_backend(parsed.train.backend)
+    _ensure_backend(parsed.train.backend or (_resume_backend(run_path) if resume_dir else ""))
     _train(parsed, run_path, run_dir, resume=bool(resume_dir))
+
+
+def _resumed_recipe(recipe, run_dir: pathlib.Path, epochs: int | None):
+    """The recipe a `--resume` trains: the run's, or extended to `--epochs`; a complete run ends here (exit 0)."""
+    from keras_gdfr.training.extend import ExtendError, completed_line, epochs_trained, extended
+
+    if epochs is not None:
+        try:
+            longer = extended(recipe, epochs, epochs_trained(run_dir))
+        except ExtendError as error:
+            _fail(f"{run_dir}: {error}", 2)
+        if longer is not recipe:
+            click.echo(f"extending {run_dir}: {recipe.train.epochs} -> {epochs} epochs, milestones "
+                       f"{list(recipe.train.milestones)} -> {list(longer.train.milestones)} "
+                       "(the recipe's rule for a new length; docs/run-directory.md)")
+        recipe = longer
+    done = completed_line(run_dir, recipe.train.epochs)
+    if done:
+        click.echo(done)
+        sys.exit(0)
+    return recipe
+
+
+def _resume_backend(run_path: pathlib.Path) -> str:
+    """The backend to resume under: the run's own when KERAS_BACKEND is unset (Keras would pick
+    tensorflow, or ~/.keras/keras.json's); one that is set is kept, and the trainer refuses it
+    when it is not the run's (keras_gdfr.training.run._check_resumable)."""
+    if os.environ.get("KERAS_BACKEND"):
+        return ""
+    from keras_gdfr.training.events import run_backend
+
+    return run_backend(run_path) or ""
 
 
 def _with_devices(recipe, devices: str | None):
@@ -185,7 +220,18 @@ def _train(recipe, run_path, run_dir, *, resume: bool):
     if result.status == "failed":
         _fail(f"{result.message} (run directory: {result.run_dir})")
     if result.status == "interrupted":
-        sys.exit(130)
+        _exit_now(130)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without waiting for worker threads (a tfds download stopped by SIGINT/SIGTERM retries for minutes)."""
+    import threading
+
+    if any(t is not threading.main_thread() and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # everything of the run is on disk (fsynced) already
+    sys.exit(code)
 
 
 # ---------------------------------------------------------------------------
@@ -193,9 +239,11 @@ def _train(recipe, run_path, run_dir, *, resume: bool):
 
 @click.command(name="eval")
 @click.argument("target", type=click.Path(exists=True))
-@click.option("--data", help="Evaluate on this offline copy instead of the run's data source.")
+@click.option("--data", help="Evaluate on this offline copy instead of the run's data source "
+              "(written to eval-<data>.json: the run's own eval.json is kept).")
 @click.option("--recipe", "recipe_path", help="Recipe for a bare .keras file (dataset, normalisation).")
-@click.option("--out", type=click.Path(dir_okay=False), help="Where to write the JSON (default: eval.json beside the model).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Where to write the JSON (default: eval.json beside the model; "
+              "eval-<data>.json with --data).")
 def eval_command(target, data, recipe_path, out):
     """Test accuracy, per-class accuracy, confusion matrix and ROC/AUC of a run or a .keras model."""
     target = pathlib.Path(target)
@@ -209,31 +257,86 @@ def eval_command(target, data, recipe_path, out):
         model_file, out_dir = target, target.parent
     if data:
         recipe = _with_data(recipe, _absolute(data))
+    out_path = pathlib.Path(out) if out else out_dir / eval_file_name(data)
+    _check_writable(out_path)  # before the evaluation: a read-only or missing folder fails now, not after it
     _ensure_backend(recipe.train.backend)
+    _warnings_in_one_line()
 
     from keras_gdfr.data.errors import DataError
-    from keras_gdfr.saving import load_model, pipeline_model
-    from keras_gdfr.training.run import evaluate, load_splits
+    from keras_gdfr.saving import evaluation_model
+    from keras_gdfr.training.run import evaluate, load_test_split
 
-    if not model_file.is_file():
-        _fail(f"{model_file}: no such model file (the run has not completed; its checkpoints are in {target / 'checkpoints'})")
+    if target.is_dir() and not model_file.is_file():
+        _fail(f"{model_file}: no such model file ({_why_no_model(target)})")
+    model = _load_model_or_fail(model_file)
+    _check_image_size(model_file, model, recipe)
     try:
-        model = load_model(model_file, compile=False)
-    except Exception as error:  # a corrupt or foreign file
-        _fail(f"{model_file}: cannot load the model: {error}")
-    try:
-        _, test_data = load_splits(recipe)
+        test_data = load_test_split(recipe)
     except DataError as error:
         _fail(str(error))
     _check_eval_classes(target, model, test_data)
-    # The pipeline normalises: a model with its preprocessing inside gets it removed here.
-    report = evaluate(pipeline_model(model, recipe), test_data, recipe, str(model_file))
-    out_path = pathlib.Path(out) if out else out_dir / "eval.json"
-    from keras_gdfr.training.checkpoints import atomic_write_text
+    # The pipeline normalises: a model with its preprocessing inside gets it removed here (unless its own differs).
+    model, recipe, warning = evaluation_model(model, recipe)
+    if warning:
+        click.echo(f"warning: {model_file}: {warning}", err=True)
+    report = evaluate(model, test_data, recipe, str(model_file))
+    from keras_gdfr.evaluation import save_evaluation_report
 
-    atomic_write_text(out_path, json.dumps(report, indent=2))
+    try:
+        save_evaluation_report(report, out_path)
+    except OSError as error:
+        _fail(f"{out_path}: cannot write the evaluation ({error.strerror or error}); nothing was written")
     click.echo(f"accuracy {report['accuracy']:.4f}, loss {report['loss']:.4f}, macro AUC {report['macro_auc']:.4f} "
                f"on {report['num_examples']} images -> {out_path}")
+
+
+def eval_file_name(data: str | None) -> str:
+    """`eval.json`, the run's own evaluation; `eval-<name>.json` for an evaluation on other data (--data)."""
+    if not data:
+        return "eval.json"
+    name = pathlib.Path(data.rstrip("/")).name
+    for suffix in (".zip", ".tar.gz", ".tgz", ".tar"):
+        name = name.removesuffix(suffix)
+    return f"eval-{''.join(c if c.isalnum() or c in '-_.' else '_' for c in name) or 'data'}.json"
+
+
+def _check_writable(out_path: pathlib.Path) -> None:
+    from keras_gdfr.atomic import check_writable
+
+    try:
+        check_writable(out_path.parent)
+    except OSError as error:
+        _fail(f"{out_path}: cannot write there ({out_path.parent}: {error.strerror or error}); nothing was evaluated")
+
+
+def _why_no_model(run_dir: pathlib.Path) -> str:
+    from keras_gdfr.training.events import EVENTS_FILE
+
+    if not (run_dir / EVENTS_FILE).is_file():
+        return "not a run directory: no events.jsonl"
+    return f"the run has not completed; its checkpoints are in {run_dir / 'checkpoints'}"
+
+
+def _load_model_or_fail(model_file: pathlib.Path):
+    from keras_gdfr.saving import ModelFileError, load_model_file
+
+    try:
+        return load_model_file(model_file)
+    except ModelFileError as error:
+        _fail(str(error))
+
+
+def _check_image_size(model_file: pathlib.Path, model, recipe) -> None:
+    """A 32 px model cannot take the 256 px images of another recipe (and the reverse)."""
+    from keras_gdfr.predict import model_image_size
+
+    try:
+        size = model_image_size(model)
+    except ValueError:
+        return
+    if size != recipe.spec.image_size:
+        _fail(f"{model_file}: the model takes {size} px images, the recipe's {recipe.spec.name} has "
+              f"{recipe.spec.image_size} px ({recipe.origin})")
 
 
 def _check_eval_classes(target: pathlib.Path, model, test_data) -> None:

@@ -22,6 +22,8 @@ MODEL_FILE = "model.keras"
 CLASS_NAMES_FILE = "class_names.json"
 OUTPUT_LOG = "output.log"
 LOCK_FILE = "run.lock"  # flock()ed by the live trainer (keras_gdfr/training/runlock.py)
+# In a runs folder: the grid of the `gdfr sweep` that wrote into it (docs/sweeps.md).
+SWEEP_MANIFEST = "sweep.json"
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:
@@ -82,13 +84,17 @@ class EventWriter:
 
 
 def read_events(run_dir: str | os.PathLike) -> Iterator[dict]:
-    """The events of a run (its directory or its events file), in order, skipping a torn or unparsable line."""
+    """The events of a run (its directory or its events file), in order, skipping a torn or unparsable line
+    (half a line, a bad UTF-8 byte: that line only)."""
     path = pathlib.Path(run_dir)
     if path.is_dir():
         path = path / EVENTS_FILE
-    with open(path, encoding="utf-8") as file:
-        for line in file:
-            line = line.strip()
+    with open(path, "rb") as file:  # bytes: a bad byte spoils its own line only
+        for raw in file:
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                continue
             if not line:
                 continue
             try:
@@ -97,3 +103,22 @@ def read_events(run_dir: str | os.PathLike) -> Iterator[dict]:
                 continue
             if isinstance(record, dict) and "event" in record:
                 yield record
+
+
+def first_run_start(run_dir) -> dict | None:
+    """The run's first `run_start` event (its start; a resume writes another), or None."""
+    try:
+        return next((e for e in read_events(run_dir) if e["event"] == "run_start"), None)
+    except OSError:
+        return None
+
+
+def run_backend(run_dir) -> str | None:
+    """The backend a run started under (its first run_start), else its lock file's, else None."""
+    start = first_run_start(run_dir)
+    if start and isinstance(start.get("backend"), str):
+        return start["backend"]
+    from keras_gdfr.training.runlock import read_lock
+
+    backend = (read_lock(run_dir) or {}).get("backend")
+    return backend if isinstance(backend, str) else None

@@ -36,8 +36,10 @@ from keras_gdfr.data.tf_runtime import TensorFlowMissing, tame_if_installed
 from keras_gdfr.models import GDFRNet
 from keras_gdfr.saving import save_run_model
 from keras_gdfr.training import checkpoints, distributed
+from keras_gdfr.training.extend import extension_fields
 from keras_gdfr.training.events import (
-    EVAL_FILE, EVENTS_FILE, LOCK_FILE, MODEL_FILE, OUTPUT_LOG, RECIPE_FILE, EventWriter, read_events,
+    EVAL_FILE, EVENTS_FILE, LOCK_FILE, MODEL_FILE, OUTPUT_LOG, RECIPE_FILE, EventWriter, first_run_start, read_events,
+    run_backend,
 )
 from keras_gdfr.training.optimizer import compile_for_training, optimizer_from_recipe
 from keras_gdfr.training.recipe import Recipe
@@ -90,20 +92,26 @@ def _input_shape(image_size: int) -> tuple[int, int, int]:
     return (image_size, image_size, 3)
 
 
+def _load_split(recipe: Recipe, split: str) -> SplitData:
+    data = recipe.data
+    loaded = load_dataset(
+        data.dataset, split, limit=(data.limit_train if split == "train" else data.limit_test) or None,
+        source=None if data.source == "auto" else data.source, data_dir=data.data_dir or None,
+        classes=list(data.classes) or None, on_corrupt=data.on_corrupt,
+    )
+    if len(loaded) == 0:  # else Keras's "steps_per_epoch=0" error
+        raise DataError(f"no readable images: {loaded.description}")
+    return loaded
+
+
+def load_test_split(recipe: Recipe) -> SplitData:
+    """The recipe's test split alone (`gdfr eval`: no need to read the training images)."""
+    return _load_split(recipe, "test")
+
+
 def load_splits(recipe: Recipe) -> tuple[SplitData, SplitData]:
     """The recipe's train and test splits (limits, classes and corrupt-image policy applied)."""
-    data = recipe.data
-    common = dict(
-        source=None if data.source == "auto" else data.source,
-        data_dir=data.data_dir or None,
-        classes=list(data.classes) or None,
-        on_corrupt=data.on_corrupt,
-    )
-    train = load_dataset(data.dataset, "train", limit=data.limit_train or None, **common)
-    test = load_dataset(data.dataset, "test", limit=data.limit_test or None, **common)
-    for split in (train, test):
-        if len(split) == 0:  # else Keras's "steps_per_epoch=0" error
-            raise DataError(f"no readable images: {split.description}")
+    train, test = _load_split(recipe, "train"), _load_split(recipe, "test")
     check_same_classes(train, test)
     return train, test
 
@@ -195,8 +203,12 @@ def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int):
 
 
 class StopRequest:
+    """SIGINT/SIGTERM: during `fit`, stop after the current batch (a second one: at once);
+    before it (loading data, building the model: nothing to keep), at once."""
+
     def __init__(self):
         self.signal_name: str | None = None
+        self.fitting = False
         self._previous = {}
 
     def __enter__(self):
@@ -205,9 +217,10 @@ class StopRequest:
         return self
 
     def _handle(self, signum, frame):
-        if self.signal_name is not None:  # a second signal: stop now
+        first = self.signal_name is None
+        self.signal_name = self.signal_name or signal.Signals(signum).name
+        if not first or not self.fitting:  # a second signal, or no epoch to finish: stop now
             raise KeyboardInterrupt
-        self.signal_name = signal.Signals(signum).name
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
@@ -216,6 +229,27 @@ class StopRequest:
 
 # ---------------------------------------------------------------------------
 # The callback that turns fit's progress into events and checkpoints.
+
+
+class EpochLog(keras.callbacks.ProgbarLogger):
+    """Keras's progress output, except for an epoch cut short (a signal, a NaN: not kept).
+
+    Keras would end such an epoch with `16/16 - ... val_accuracy: ...` (its bar's full
+    target, and a validation cut to one batch); this says where it stopped instead.
+    """
+
+    def __init__(self, monitor: "RunMonitor"):
+        super().__init__()
+        self.monitor = monitor
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.monitor._cut_short():
+            super().on_epoch_end(epoch, logs)
+            return
+        if self.verbose:
+            end = "\n" if self.verbose == 1 else ""  # after the live bar's line
+            print(f"{end}epoch {epoch + 1} stopped at step {self.monitor._steps_done}/{self.monitor.steps}: "
+                  "not kept", flush=True)
 
 
 class RunMonitor(keras.callbacks.Callback):
@@ -271,6 +305,7 @@ class RunMonitor(keras.callbacks.Callback):
         # An epoch cut short by a signal or a NaN is not a completed epoch: no event, no checkpoint.
         # One whose every step ran is kept even when a signal came in its last batch or validation.
         if self._cut_short() or "val_loss" not in logs:
+            self._drop_epoch(epoch, logs)
             return
         train = self.recipe.train
         self.events.emit(
@@ -286,6 +321,14 @@ class RunMonitor(keras.callbacks.Callback):
         if distributed.writes():  # torchrun rank > 0 keeps the same books; rank 0 alone saves
             self._save(epoch + 1, is_best)
         self.epochs_done = epoch + 1
+
+    def _drop_epoch(self, epoch: int, logs: dict) -> None:
+        """Say so, and take the validation numbers of a partial evaluation out of the line Keras prints next."""
+        for key in [k for k in logs if k.startswith("val_")]:
+            del logs[key]  # the logs are shared: the progress bar (after this callback) prints without them
+        if self.stop.signal_name and not self.failure:
+            print(f"epoch {epoch + 1} stopped by {self.stop.signal_name} before its end: dropped, not kept "
+                  "(the numbers below are of its part run)", flush=True)
 
     def _save(self, epoch: int, is_best: bool) -> None:
         if is_best:
@@ -351,13 +394,17 @@ def _fit(model, recipe, train_data, test_data, run_dir, events, initial_epoch, b
     monitor = RunMonitor(run_dir, events, recipe, steps, stop, best)
     # The monitor first: it decides which epochs count, the TensorBoard writer follows it.
     kept = lambda epoch: monitor.epochs_done == epoch  # noqa: E731
-    callbacks = [monitor]
+    callbacks = [monitor, EpochLog(monitor)]
     if distributed.writes():  # ranks > 0 write nothing into the run directory
         callbacks.append(tensorboard_callback(run_dir, recipe, steps, kept))
-    model.fit(
-        train_ds, epochs=train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-        validation_data=test_ds, callbacks=[c for c in callbacks if c is not None], shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
-    )
+    stop.fitting = True  # a signal now ends the epoch's batch first
+    try:
+        model.fit(
+            train_ds, epochs=train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+            validation_data=test_ds, callbacks=[c for c in callbacks if c is not None], shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
+        )
+    finally:
+        stop.fitting = False
     return monitor
 
 
@@ -425,6 +472,7 @@ def _run_in_locked_dir(recipe: Recipe, run_dir: pathlib.Path, resume: bool, crea
         _check_new_run_dir(run_dir)  # again, now that no other trainer can write it
     checkpoints.clean_temp(run_dir)  # what killed writers left; no writer is live (we hold the lock)
     if resume:
+        _check_resumable(recipe, run_dir)  # before anything is written: a refusal leaves the run as it was
         return _run_locked(recipe, run_dir, resume)
     _write_json(run_dir / RECIPE_FILE, recipe.to_dict())
     try:
@@ -435,21 +483,82 @@ def _run_in_locked_dir(recipe: Recipe, run_dir: pathlib.Path, resume: bool, crea
         raise
 
 
+# Recipe keys a --resume may change (docs/run-directory.md): more epochs, other devices (the global
+# batch stays). Any other change since the run's start is refused, naming the key.
+RESUMABLE_KEYS = frozenset({"train.epochs", "train.devices"})
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _check_resumable(recipe: Recipe, run_dir: pathlib.Path) -> None:
+    """Refuse a resume under another backend, or with a recipe changed since the run's start.
+
+    Either would continue silently but not exactly (another normalisation, no flip;
+    float differences of 1e-2 after 3 epochs across backends; issue 24).
+    """
+    started = run_backend(run_dir)
+    backend = keras.backend.backend()
+    if started and started != backend:
+        raise RunError(
+            f"{run_dir}: the run started under the {started} backend, this process runs {backend}; a resume "
+            f"under another backend does not continue it exactly. Run: KERAS_BACKEND={started} gdfr train --resume {run_dir}"
+        )
+    start = first_run_start(run_dir)
+    if not start or not isinstance(start.get("recipe"), dict):
+        return
+    try:
+        original = _flat(Recipe.from_dict(start["recipe"], origin=f"{run_dir / EVENTS_FILE} (run_start)").to_dict())
+    except ValueError:  # a recipe this version cannot read: nothing to compare with
+        return
+    now = _flat(recipe.to_dict())
+    changed = sorted(k for k in original.keys() | now.keys() if k not in RESUMABLE_KEYS and original.get(k) != now.get(k))
+    if changed:
+        shown = "; ".join(f"{k} is {now.get(k)!r}, the run started with {original.get(k)!r}" for k in changed[:3])
+        more = f" (and {len(changed) - 3} more)" if len(changed) > 3 else ""
+        raise RunError(
+            f"{run_dir / RECIPE_FILE}: changed since the run started: {shown}{more}. A run's recipe is fixed at "
+            f"its start (a resume may change only {', '.join(sorted(RESUMABLE_KEYS))}); put it back, or start a new run"
+        )
+
+
 def _run_locked(recipe: Recipe, run_dir: pathlib.Path, resume: bool) -> RunResult:
     started = time.perf_counter()
     with EventWriter(run_dir) as events, StopRequest() as stop:
         try:
+            if resume:
+                _record_new_length(recipe, run_dir, events)
             return _run(recipe, run_dir, resume, events, stop, started)
-        except KeyboardInterrupt:
-            _emit_if_possible(events, "run_end", status="interrupted", epoch=_epochs_done(run_dir),
-                              seconds=time.perf_counter() - started, best_val_accuracy=None, test=None)
-            return RunResult(run_dir, "interrupted", _epochs_done(run_dir), None)
+        except KeyboardInterrupt:  # a second signal
+            epoch, best = _saved_state(run_dir)
+            _emit_if_possible(events, "run_end", status="interrupted", epoch=epoch,
+                              seconds=time.perf_counter() - started, best_val_accuracy=best, test=None)
+            return RunResult(run_dir, "interrupted", epoch, None)
         except Exception as error:
             kind = "data" if type(error).__name__ == "DataError" else "exception"
+            if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+                kind = "disk_full"
+            epoch, best = _saved_state(run_dir)
             _emit_if_possible(events, "error", message=f"{type(error).__name__}: {error}", kind=kind)
-            _emit_if_possible(events, "run_end", status="failed", epoch=_epochs_done(run_dir),
-                              seconds=time.perf_counter() - started, best_val_accuracy=None, test=None)
+            _emit_if_possible(events, "run_end", status="failed", epoch=epoch,
+                              seconds=time.perf_counter() - started, best_val_accuracy=best, test=None)
             raise
+
+
+def _record_new_length(recipe: Recipe, run_dir: pathlib.Path, events: EventWriter) -> None:
+    """An extension (`--resume --epochs N`, keras_gdfr/training/extend.py): an `extend` event, then recipe.json."""
+    saved = json.loads((run_dir / RECIPE_FILE).read_text()).get("train", {})
+    fields = extension_fields(saved, recipe)
+    if fields:
+        events.emit("extend", **fields)
+        _write_json(run_dir / RECIPE_FILE, recipe.to_dict())
 
 
 def _emit_if_possible(events: EventWriter, event: str, **fields) -> None:
@@ -460,12 +569,22 @@ def _emit_if_possible(events: EventWriter, event: str, **fields) -> None:
         pass
 
 
-def _epochs_done(run_dir) -> int:
+def _saved_state(run_dir) -> tuple[int, float | None]:
+    """(epochs, best val_accuracy) of the checkpoint a resume would take: what a failed or
+    interrupted run's run_end reports; (0, None) when none is saved."""
     try:
         path = checkpoints.latest_checkpoint(run_dir)
-        return int(json.loads((path / "state.json").read_text())["epoch"]) if path else 0
+        if path is None:
+            return 0, None
+        state = json.loads((path / "state.json").read_text())
+        best = float(state["best_val_accuracy"])
+        return int(state["epoch"]), (best if best >= 0 else None)
     except (checkpoints.CheckpointError, OSError, ValueError, KeyError, TypeError):
-        return 0  # the error handler must not raise over a torn checkpoint
+        return 0, None  # the error handler must not raise over a torn checkpoint
+
+
+def _epochs_done(run_dir) -> int:
+    return _saved_state(run_dir)[0]
 
 
 def _refuse_restart_over_saved(run_dir: pathlib.Path) -> None:

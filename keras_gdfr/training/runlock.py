@@ -1,10 +1,13 @@
 """The run-directory lock: one trainer per run directory (docs/run-directory.md).
 
-`RUN_DIR/run.lock` holds one JSON object {"pid", "host", "started", "backend"} and
-is flock()ed (exclusive) by the trainer for the whole run. The kernel drops the
-flock when the process ends, however it ends, so a lock left by a crash or SIGKILL
-is stale and the next trainer takes it over. The file stays after exit (its
-content is history); only the flock counts. No keras import: the TUI reads this.
+The trainer flock()s (exclusive) the run directory itself, on a descriptor it keeps
+open for the whole run: a user deleting or replacing `run.lock` cannot let a second
+trainer in (a lock on that file could: the second one would lock a new file). The
+kernel drops the flock when the process ends, however it ends, so a lock left by a
+crash or SIGKILL is stale and the next trainer takes it over. `RUN_DIR/run.lock`
+holds one JSON object {"pid", "host", "started", "backend"}: who holds it, for
+messages and the TUI; it stays after exit (its content is history). No keras
+import: the TUI reads this.
 """
 
 from __future__ import annotations
@@ -33,9 +36,18 @@ def read_lock(run_dir) -> dict | None:
 
 
 def is_locked(run_dir) -> bool:
-    """Whether a live process holds the run directory's lock (checked by trying to take it)."""
+    """Whether a live process holds the run directory's lock (checked by trying to take it).
+
+    The directory's flock is the lock; one on `run.lock` counts too (trainers before
+    issue 24 locked the file).
+    """
+    run_dir = pathlib.Path(run_dir)
+    return _held(run_dir, os.O_RDONLY | os.O_DIRECTORY) or _held(run_dir / LOCK_FILE, os.O_RDONLY)
+
+
+def _held(path: pathlib.Path, flags: int) -> bool:
     try:
-        fd = os.open(pathlib.Path(run_dir) / LOCK_FILE, os.O_RDONLY)
+        fd = os.open(path, flags)
     except OSError:
         return False
     try:
@@ -59,25 +71,37 @@ class RunLock:
     """Hold `run_dir`'s lock from __enter__ to __exit__; raises RunLocked when a live trainer holds it."""
 
     def __init__(self, run_dir, backend: str):
-        self.path = pathlib.Path(run_dir) / LOCK_FILE
+        self.run_dir = pathlib.Path(run_dir)
+        self.path = self.run_dir / LOCK_FILE
         self.backend = backend
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.run_dir, os.O_RDONLY | os.O_DIRECTORY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
+            holder = read_lock(self.run_dir)
+            who = describe(holder) if holder else f"another process (its {LOCK_FILE} is gone)"
             raise RunLocked(
-                f"{self.path.parent}: run directory is in use by {describe(read_lock(self.path.parent))}; "
-                "stop that run first (or wait for it to end)"
+                f"{self.run_dir}: run directory is in use by {who}; stop that run first (or wait for it to end)"
             ) from None
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "backend": self.backend}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
-        os.fsync(fd)
         self._fd = fd
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "backend": self.backend}
+        try:
+            self._write_holder(holder)
+        except BaseException:
+            self.release()
+            raise
+
+    def _write_holder(self, holder: dict) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, json.dumps(holder).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         if self._fd is not None:

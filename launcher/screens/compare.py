@@ -36,7 +36,7 @@ METRICS: tuple[tuple[str, object], ...] = (
     ("final val loss", lambda s: format_number(_last(s, "val_loss"))),
     ("epochs", lambda s: f"{s.epoch}/{s.epochs or '?'}"),
     ("time / epoch", lambda s: format_duration(s.mean_epoch_seconds)),
-    ("total time", lambda s: format_duration((s.end or {}).get("seconds"))),
+    ("total time", lambda s: s.total_time_text()),
     ("variant", lambda s: s.variant or "-"),
     ("dataset", lambda s: s.dataset or "-"),
     ("backend", lambda s: s.backend or "-"),

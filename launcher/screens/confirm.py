@@ -1,8 +1,8 @@
-"""The launcher's one modal question, and its yes/no use: a full-schedule launch, deleting a run directory."""
+"""The launcher's one modal question, and its yes/no use: a full-schedule launch, stopping or deleting a run."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from textual import on
@@ -23,13 +23,16 @@ class Question(ModalScreen):
         title: the question, one line.
         body: what happens, a few lines.
         answers: the buttons, left to right: button id -> (label, value, Button variant).
-        focus: the id of the button focused first (default: the first).
+        focus: the id of the button focused first.
+        click_only: ids of buttons only a click (or their ctrl key) presses: they take no
+            focus, so Tab and Enter never reach them.
     """
 
-    def __init__(self, title: str, body: str, answers: Mapping[str, tuple[str, Any, str]],
-                 focus: str | None = None) -> None:
+    def __init__(self, title: str, body: str, answers: Mapping[str, tuple[str, Any, str]], *,
+                 focus: str, click_only: Collection[str] = ()) -> None:
         super().__init__()
-        self.title_text, self.body, self.answers, self.first_focus = title, body, dict(answers), focus
+        self.title_text, self.body, self.answers = title, body, dict(answers)
+        self.first_focus, self.click_only = focus, frozenset(click_only)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-dialog"):
@@ -37,12 +40,13 @@ class Question(ModalScreen):
             yield Label(self.body, id="confirm-body")
             with Horizontal(id="confirm-buttons"):
                 for button_id, (label, _, variant) in self.answers.items():
-                    yield Button(label, id=button_id, variant=variant)
+                    button = Button(label, id=button_id, variant=variant)
+                    button.can_focus = button_id not in self.click_only
+                    yield button
         yield Footer()  # this screen's keys, not those of the screen below
 
     def on_mount(self) -> None:
-        if self.first_focus:
-            self.query_one(f"#{self.first_focus}", Button).focus()
+        self.query_one(f"#{self.first_focus}", Button).focus()
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
@@ -53,7 +57,10 @@ class Question(ModalScreen):
 
 
 class Confirm(Question):
-    """Dismisses with True (`y`, the first button) or False (`n`, Esc, the second).
+    """Dismisses with True (`ctrl+y`, a click on the first button) or False (`n`, Esc, Enter, the second).
+
+    No letter and no Tab/Enter sequence confirms (the Yes button takes no focus): text typed
+    by mistake outside a field can open the question but never answers it.
 
     Args:
         title: the question, one line.
@@ -62,10 +69,10 @@ class Confirm(Question):
     """
 
     BINDINGS = [
-        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
+        Binding("ctrl+y", "answer(True)", "Yes", id="confirm.yes"),
         Binding("n,escape", "answer(False)", "No", id="confirm.no"),
     ]
 
     def __init__(self, title: str, body: str, yes: str = "Yes") -> None:
-        # Cancel has the focus: Enter alone does not confirm.
-        super().__init__(title, body, {"yes": (yes, True, "warning"), "no": ("Cancel", False, "default")}, focus="no")
+        super().__init__(title, body, {"yes": (yes, True, "warning"), "no": ("Cancel", False, "default")},
+                         focus="no", click_only=("yes",))

@@ -10,8 +10,9 @@ from launcher.screens.confirm import Question
 class ConfirmQuit(Question):
     """Asks whether to stop the runs in flight before quitting.
 
-    Dismisses with True (stop them, then quit), False (quit and leave them
-    training; they run in their own session), or None (do not quit).
+    Dismisses with True (stop them, then quit: `ctrl+s` or a click, never a letter or
+    Enter), False (quit and leave them training; they run in their own session), or
+    None (do not quit; Enter starts on Cancel).
 
     Args:
         count: how many runs are still training.
@@ -19,7 +20,7 @@ class ConfirmQuit(Question):
 
     BINDINGS = [
         Binding("escape", "answer(None)", "Cancel", id="confirm_quit.cancel"),
-        Binding("s", "answer(True)", "Stop and quit", id="confirm_quit.stop"),
+        Binding("ctrl+s", "answer(True)", "Stop and quit", id="confirm_quit.stop"),
         Binding("k", "answer(False)", "Keep running", id="confirm_quit.keep"),
     ]
 
@@ -32,4 +33,5 @@ class ConfirmQuit(Question):
             "(resume it later from History). Keep leaves them training in the background.",
             {"stop": ("Stop and quit", True, "error"), "keep": ("Keep running", False, "primary"),
              "cancel": ("Cancel", None, "default")},
+            focus="cancel", click_only=("stop",),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import pathlib
 import shutil
@@ -16,7 +17,16 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from launcher.launch import run_status
 from launcher.owner import owner_alive, read_owner
-from launcher.runs import RunIndex, RunRecord, Skipped, format_duration, run_labels, tail_lines
+from launcher.runs import (
+    RunIndex,
+    RunRecord,
+    Skipped,
+    Sweep,
+    read_sweep,
+    run_labels,
+    sweep_grid,
+    tail_lines,
+)
 from launcher.screens.compare import CompareScreen
 from launcher.screens.confirm import Confirm
 from launcher.screens.run import RunScreen, produced_text, resumable
@@ -29,8 +39,10 @@ REFRESH_INTERVAL_S = 2.0
 class HistoryScreen(Screen):
     """Every run directory under the runs folder, refreshed every few seconds.
 
-    Enter opens a run, space marks it, `c` compares the marked runs, `r`
-    resumes and `s` stops the run under the cursor. Directories that are not
+    The runs of the folder's `gdfr sweep` (its sweep.json) are listed together, and
+    the detail line of one of them shows the sweep's grid. Enter opens a run, space marks it,
+    `c` compares the marked runs, `ctrl+r` resumes and `ctrl+s` stops (after a yes) the run
+    under the cursor. Directories that are not
     readable runs are skipped with one notification each.
 
     Args:
@@ -39,10 +51,12 @@ class HistoryScreen(Screen):
 
     BINDINGS = [
         Binding("c", "compare", "Compare", id="history.compare"),
-        Binding("r", "resume", "Resume", id="history.resume"),
-        Binding("s", "stop", "Stop", id="history.stop"),
+        # What acts on a run takes a ctrl key (ordinary typing never makes one) and, for
+        # stop and delete, a yes: letters typed outside a field must not act on a run.
+        Binding("ctrl+r", "resume", "Resume", id="history.resume"),
+        Binding("ctrl+s", "stop", "Stop", id="history.stop"),
         Binding("slash", "filter", "Filter", id="history.filter"),
-        Binding("d", "delete", "Delete", id="history.delete"),
+        Binding("ctrl+d", "delete", "Delete", id="history.delete"),
         Binding("p", "show_path", "Path", show=False, id="history.path"),
         Binding("g", "report", "Report", show=False, id="history.report"),
         Binding("escape", "leave_filter", "Leave filter", show=False, id="history.leave_filter"),
@@ -56,6 +70,8 @@ class HistoryScreen(Screen):
         self.index = RunIndex(self.runs_dir)
         self.notified: set[pathlib.Path] = set()
         self._last: tuple[list[RunRecord], list[Skipped]] = ([], [])
+        self.sweep: Sweep | None = None
+        self._statuses: dict[str, tuple[str, RunRecord]] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -64,7 +80,7 @@ class HistoryScreen(Screen):
         yield RunTable(id="runs")
         yield Static(id="history-empty")
         yield Static(id="run-detail")
-        yield Footer()
+        yield Footer(compact=True)  # every key fits 80 columns
 
     def on_mount(self) -> None:
         self.sub_title = "History"
@@ -95,6 +111,10 @@ class HistoryScreen(Screen):
         processes = self.app.processes
         labels = run_labels(runs)
         rows = [RunRow(str(r.path), r, self.status_of(r), labels.get(r.path, "")) for r in runs]
+        self.sweep = read_sweep(self.runs_dir)
+        self._statuses = {row.record.path.name: (row.status, row.record) for row in rows}
+        if self.sweep is not None:
+            rows = _sweep_together(rows, self.sweep)
         known = {r.path for r in runs}
         for path, process in processes.items():
             if path not in known and path.parent.resolve() == self.runs_dir.resolve():
@@ -129,9 +149,8 @@ class HistoryScreen(Screen):
             return
         state = row.record.state
         text = Text.assemble(status_text(row.status), "  ", (row.record.name, "bold"))
-        seconds = (state.end or {}).get("seconds")
-        if seconds is not None:
-            text.append(f"  {format_duration(seconds)}", style="dim")
+        if state.end is not None and state.total_seconds is not None:
+            text.append(f"  trained {state.total_time_text()}", style="dim")
         if row.status in ("running", "starting", "stopping"):
             process = self.app.processes.get(row.record.path)
             owner = read_owner(row.record.path, state)
@@ -141,6 +160,10 @@ class HistoryScreen(Screen):
         if row.label:
             text.append(f"\n{row.label}", style="dim")
         text.append("   p files · g gdfr report · Enter open", style="dim italic")
+        in_sweep = self.sweep is not None and row.record.path in self.sweep
+        detail.set_class(in_sweep, "-sweep")
+        if in_sweep:
+            text.append("\n" + "\n".join(sweep_grid(self.sweep, self._statuses)))
         if state.error_message:
             text.append(f"\n{state.error_message}", style="red")
         elif row.status.startswith("crashed"):
@@ -251,11 +274,23 @@ class HistoryScreen(Screen):
     def action_stop(self) -> None:
         row = self._current_row()
         if row is not None:
-            self.app.stop_run(row.record.path)
+            self.app.ask_stop(row.record.path)
 
     def _current_row(self) -> RunRow | None:
         table = self.query_one(RunTable)
         return table.rows_shown.get(table.current_key or "")
+
+
+def _sweep_together(rows: list[RunRow], sweep: Sweep) -> list[RunRow]:
+    """The sweep's rows in its grid's order, where its first row was, labelled `· sweep`."""
+    order = {cell.run_dir: i for i, cell in enumerate(sweep.cells)}
+    members = sorted((r for r in rows if r.record.path.name in order), key=lambda r: order[r.record.path.name])
+    if not members:
+        return rows
+    first = next(i for i, r in enumerate(rows) if r.record.path.name in order)
+    others = [r for r in rows if r.record.path.name not in order]
+    members = [dataclasses.replace(r, label=f"{r.label or r.record.name} · sweep") for r in members]
+    return others[:first] + members + others[first:]
 
 
 def _haystack(row: RunRow) -> str:

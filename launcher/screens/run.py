@@ -112,7 +112,7 @@ class RunScreen(Screen):
     """Follows one run directory: progress, curves, lr, ETA, output tail, evaluation.
 
     Polls `events.jsonl` every `POLL_INTERVAL_S` seconds, reading only new
-    bytes; `s` stops a run the launcher started, `r` resumes a stopped one.
+    bytes; `ctrl+s` stops the run (after a yes), `ctrl+r` resumes a stopped one.
 
     Args:
         run_dir: the run directory.
@@ -120,8 +120,8 @@ class RunScreen(Screen):
 
     BINDINGS = [
         Binding("escape", "back", "Back", id="run.back"),
-        Binding("s", "stop", "Stop", id="run.stop"),
-        Binding("r", "resume", "Resume", id="run.resume"),
+        Binding("ctrl+s", "stop", "Stop", id="run.stop"),  # ctrl keys: see HistoryScreen
+        Binding("ctrl+r", "resume", "Resume", id="run.resume"),
         Binding("c", "tab('curves')", "Curves", show=False, id="run.curves"),
         Binding("e", "tab('evaluation')", "Evaluation", show=False, id="run.evaluation"),
         Binding("o", "tab('output')", "Output", show=False, id="run.output"),
@@ -310,8 +310,7 @@ class RunScreen(Screen):
         self.dismiss()
 
     def action_stop(self) -> None:
-        self.app.stop_run(self.run_dir)
-        self.poll()
+        self.app.ask_stop(self.run_dir, then=self.poll)
 
     def action_resume(self) -> None:
         self.app.resume_run(self.run_dir, self.record.state.backend or None)

@@ -88,7 +88,8 @@ class RunProgress(Vertical):
         self.query_one("#epoch-label", Label).update(f"Epoch {shown_epoch}/{state.epochs or '?'}")
         steps = state.steps or state.steps_per_epoch
         if steps:
-            step = state.step if state.progress_epoch is not None else (0 if running else steps)
+            # Once it ended, the steps of an epoch cut short are gone with it: the last kept epoch is whole.
+            step = (state.step if state.progress_epoch is not None else 0) if running else steps
             step_bar.update(total=steps, progress=step)
             self.query_one("#step-label", Label).update(f"Step {step}/{steps}")
         self.query_one("#run-stats", Static).update(stats_text(state, self.status or None))
@@ -100,7 +101,7 @@ def stats_text(state: RunState, status: str | None = None) -> Text:
     `status` is the shown one: a crashed run has no ETA and no live train accuracy.
     """
     parts = [
-        ("lr ", format_number(state.lr)),
+        ("lr ", format_number(state.training_lr)),
         ("", f"{format_duration(state.mean_epoch_seconds)}/epoch"),
     ]
     eta = state.eta_seconds(status)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on
 from textual.binding import Binding
@@ -24,7 +25,11 @@ COLUMNS = (
     ("test", "test"),
 )
 LABEL_WIDTH = 30
-"""The run label's column is cut (with …) beyond this; the detail line below shows it whole."""
+"""The run label's column is cut (with …) beyond this, or sooner where the table is narrower than
+its columns (a starting run's long id at 80x24); the detail line below shows it whole."""
+MIN_LABEL_WIDTH = 12
+RUN_COLUMN = [key for key, _ in COLUMNS].index("run")
+CELL_PADDING = 2  # DataTable's cell_padding on both sides
 
 
 @dataclass(frozen=True)
@@ -57,26 +62,49 @@ class RunTable(DataTable):
         self.rows_shown: dict[str, RunRow] = {}
 
     def on_mount(self) -> None:
+        self._add_columns()
+
+    def _add_columns(self) -> None:
         for key, label in COLUMNS:
             self.add_column(label, key=key)
+
+    def on_resize(self) -> None:
+        if self.rows_shown:
+            self.show(list(self.rows_shown.values()))
 
     def show(self, rows: list[RunRow]) -> None:
         """Replaces the rows, keeping the cursor on the same run where it still exists."""
         current = self.current_key
         self.rows_shown = {row.key: row for row in rows}
         self.marked &= set(self.rows_shown)
-        self.clear()
-        for row in rows:
-            self.add_row(*self._cells(row), key=row.key)
+        # New columns each time: a DataTable column only ever widens, so a run shown once with a
+        # long id (starting, before its label is known) would keep pushing `test` off-screen.
+        self.clear(columns=True)
+        self._add_columns()
+        cells = [self._cells(row) for row in rows]
+        width = self._label_width(cells)
+        for row, row_cells in zip(rows, cells):
+            label = row_cells[RUN_COLUMN]
+            row_cells[RUN_COLUMN] = label if len(label) <= width else label[: width - 1] + "…"
+            self.add_row(*row_cells, key=row.key)
         if current in self.rows_shown:
             self.move_cursor(row=self.get_row_index(current))
+
+    def _label_width(self, cells: list[list]) -> int:
+        """The widest run label that leaves every other column on screen (LABEL_WIDTH at most)."""
+        room = self.size.width - 2  # a vertical scrollbar may take two columns
+        if room <= 0:
+            return LABEL_WIDTH
+        others = sum(
+            max([len(title)] + [_cell_width(row[index]) for row in cells]) + CELL_PADDING
+            for index, (_, title) in enumerate(COLUMNS) if index != RUN_COLUMN
+        )
+        return max(MIN_LABEL_WIDTH, min(LABEL_WIDTH, room - others - CELL_PADDING))
 
     def _cells(self, row: RunRow) -> list:
         state = row.record.state
         epochs = f"{state.epoch}/{state.epochs}" if state.epochs else str(state.epoch or "-")
         label = row.label or row.record.name
-        if len(label) > LABEL_WIDTH:
-            label = label[: LABEL_WIDTH - 1] + "…"
         return [
             Text("●", style="bold magenta") if row.key in self.marked else " ",
             status_text(row.status),
@@ -110,3 +138,7 @@ class RunTable(DataTable):
         event.stop()
         if event.row_key.value is not None:
             self.post_message(self.Open(event.row_key.value))
+
+
+def _cell_width(value) -> int:
+    return value.cell_len if isinstance(value, Text) else cell_len(str(value))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import pathlib
 import sys
 
 import click
@@ -49,6 +48,8 @@ def predict(paths, preset, top_k, as_json):
     An image that cannot be read is reported on stderr (its path and why) and the exit status is 1;
     the others are predicted all the same.
     """
+    import pathlib
+
     from keras_gdfr.predict import predict_files, predict_preset_files
 
     try:
@@ -76,7 +77,6 @@ def predict(paths, preset, top_k, as_json):
     if failed:
         click.echo(f"error: {len(failed)} of {len(rows)} image(s) could not be read", err=True)
         sys.exit(1)
-
 
 
 from keras_gdfr.presets.commands import preset  # noqa: E402  (click only; keras loads in the bodies)

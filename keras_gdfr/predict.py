@@ -17,13 +17,14 @@ Python:
 A preset's images are read the same way, at the image size (and resize) its metadata
 records from the run it was made of.
 
-No click here: the `gdfr predict` command that wraps these functions is in `keras_gdfr.cli`,
+No click here: the `gdfr predict` command that wraps these is in `keras_gdfr.cli`,
 so the Python API needs only the package's own dependencies (and Pillow to decode).
 """
 
 from __future__ import annotations
 
 import pathlib
+
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".webp")
 

@@ -37,7 +37,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from keras_gdfr.atomic import atomic_write
 from keras_gdfr.data.archives import MemoryTree, open_tree
 from keras_gdfr.data.catalog import Catalog
 from keras_gdfr.data.errors import DataError
@@ -97,6 +96,7 @@ def write_packed(path, records: Sequence[PackedRecord], *, class_names: Sequence
         offsets=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
         images=np.frombuffer(b"".join(r.image for r in records), dtype=np.uint8),
     )
+    from keras_gdfr.atomic import atomic_write
 
     def write(tmp: pathlib.Path) -> None:
         with open(tmp, "wb") as handle:  # a file object: numpy would add ".npz" to a name

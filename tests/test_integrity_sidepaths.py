@@ -126,6 +126,7 @@ def test_run_end_keeps_the_best_val_accuracy_after_a_second_signal_or_a_full_dis
         (epoch_dir / name).write_text(json.dumps(state))
     (tmp_path / "checkpoints" / "last.json").write_text('{"dir": "epoch-0001"}')
     recipe = load_recipe("recipes/cifar10.toml", variant="tiny")
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe.to_dict()))  # as every run directory has
 
     def second_signal(*args):
         raise KeyboardInterrupt

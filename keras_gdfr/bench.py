@@ -21,166 +21,26 @@ Timing: two `fit` calls (warm-up, then `--steps`), each closed by a device
 synchronisation; no per-batch callback (a batch callback would make Keras read
 the logs every step, a GPU sync). The step time is wall time / steps.
 
-`gdfr pack` (also here) writes a packed dataset file (`keras_gdfr.data.packed`).
+Beside it: `bench_instruments.py` (what is measured with: device info, syncs,
+compile counters, peak memory, synthetic batches) and `bench_native.py`
+(`--against native`, the PyTorch twin).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
-import resource
-import subprocess
-import sys
 import time
 
 import click
+
+from keras_gdfr import bench_instruments as instruments
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 DATA_FORMATS = ("channels_first", "channels_last")
 MEMORY_FORMATS = ("contiguous", "channels_last")
 SCHEDULE_EPOCHS = 200
 DEFAULT_DATASET = {32: "cifar10", 256: "imagenette"}
-
-
-def _git_commit() -> str:
-    """`git rev-parse --short HEAD` (+ "uncommitted changes on top of" when the tree differs).
-
-    ``GDFR_COMMIT`` overrides it: a copied tree without .git (the GPU machine) is told
-    its version by the command that starts it.
-    """
-    if os.environ.get("GDFR_COMMIT"):
-        return os.environ["GDFR_COMMIT"]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    if not head:
-        return "unknown"
-    return f"uncommitted changes on top of {head}" if dirty else head
-
-
-def _device_info(backend: str) -> dict:
-    info = {"device": platform.processor() or platform.machine(), "accelerator": None}
-    if backend == "torch":
-        import torch
-
-        info["torch"] = torch.__version__
-        if torch.cuda.is_available():
-            info["accelerator"] = torch.cuda.get_device_name(0)
-            info["device"] = "cuda"
-        else:
-            info["device"] = "cpu"
-            info["torch_threads"] = torch.get_num_threads()
-    elif backend == "jax":
-        import jax
-
-        info["device"] = str(jax.devices()[0].platform)
-    elif backend == "tensorflow":
-        from keras_gdfr.data.tf_runtime import import_tensorflow
-
-        gpus = import_tensorflow().config.list_physical_devices("GPU")
-        info["device"] = "gpu" if gpus else "cpu"
-    return info
-
-
-class _Sync:
-    """Wait for the device to finish the queued work (torch CUDA; a weight read elsewhere)."""
-
-    def __init__(self, model, backend: str):
-        self.model, self.backend = model, backend
-        self.cuda = False
-        if backend == "torch":
-            import torch
-
-            self.cuda = torch.cuda.is_available()
-
-    def __call__(self):
-        if self.cuda:
-            import torch
-
-            torch.cuda.synchronize()
-        else:
-            import keras
-
-            keras.ops.convert_to_numpy(self.model.trainable_weights[-1])
-
-
-class _DynamoCount:
-    """torch.compile's own counters (`torch._dynamo.utils.counters`): graphs compiled and graph breaks.
-
-    ``compiled_graphs_warmup``: graphs dynamo compiled during the warm-up (1 for the
-    train step compiled once); ``recompiles_after_warmup``: graphs compiled after it
-    (0 when nothing recompiled); ``graph_breaks``: breaks recorded. Graphs, not frames:
-    a `fullgraph=True` compile (keras_gdfr.training.torch_compile) bypasses the frame counter.
-    """
-
-    def __init__(self, backend: str, jit: bool):
-        self.active = backend == "torch" and jit
-        self.start = self.warm = 0
-        if self.active:
-            self.start = self._graphs()
-
-    @staticmethod
-    def _graphs() -> int:
-        from torch._dynamo.utils import counters
-
-        return int(counters["stats"]["unique_graphs"])
-
-    def mark_warm(self) -> None:
-        if self.active:
-            self.warm = self._graphs()
-
-    def result(self) -> dict:
-        if not self.active:
-            return {}
-        from torch._dynamo.utils import counters
-
-        return {"compiled_graphs_warmup": self.warm - self.start, "recompiles_after_warmup": self._graphs() - self.warm,
-                "graph_breaks": int(sum(counters["graph_break"].values()))}
-
-
-def _peak_memory_mib(backend: str) -> tuple[float, str]:
-    if backend == "torch":
-        import torch
-
-        if torch.cuda.is_available():
-            return torch.cuda.max_memory_allocated() / 2**20, "torch.cuda.max_memory_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "ru_maxrss (whole process)"
-
-
-def _make_batches(keras, n_batches: int, batch: int, shape, num_classes: int, memory_format: str, seed: int = 0):
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    batches = []
-    for _ in range(n_batches):
-        x = keras.ops.convert_to_tensor(rng.standard_normal((batch, *shape), dtype=np.float32))
-        if memory_format == "channels_last":
-            import torch
-
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = keras.ops.convert_to_tensor(np.eye(num_classes, dtype=np.float32)[rng.integers(0, num_classes, batch)])
-        batches.append((x, y))
-    return batches
-
-
-def _cycle_dataset(keras, batches, length: int):
-    class Cycle(keras.utils.PyDataset):
-        def __init__(self):
-            super().__init__(workers=1, use_multiprocessing=False)
-
-        def __len__(self):
-            return length
-
-        def __getitem__(self, i):
-            return batches[i % len(batches)]
-
-    return Cycle()
 
 
 def run_bench(variant: str = "gdfrnet", image_size: int = 32, batch: int | None = None,
@@ -239,22 +99,23 @@ def run_bench(variant: str = "gdfrnet", image_size: int = 32, batch: int | None 
     optimizer = TorchSGD(PAPER_LR)
     optimizer.foreach = foreach_sgd  # torch: TorchSGD's multi-tensor update (the compiled step traces update_step)
     compile_for_training(model, optimizer, jit_compile=jit)
-    batches = _make_batches(keras, min(4, max(1, steps)), batch, shape, num_classes, memory_format, seed)
-    sync = _Sync(model, backend)
+    batches = instruments.synthetic_batches(keras, min(4, max(1, steps)), batch, shape, num_classes, memory_format,
+                                            seed)
+    sync = instruments.DeviceSync(model, backend)
     if backend == "torch":
         import torch
 
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
 
-    compiled = _DynamoCount(backend, jit)
+    compiled = instruments.DynamoCount(backend, jit)
     started = time.perf_counter()
-    model.fit(_cycle_dataset(keras, batches, warmup), epochs=1, verbose=0, shuffle=False)
+    model.fit(instruments.cycle_dataset(keras, batches, warmup), epochs=1, verbose=0, shuffle=False)
     sync()
     warmup_s = time.perf_counter() - started
     compiled.mark_warm()
     started = time.perf_counter()
-    history = model.fit(_cycle_dataset(keras, batches, steps), epochs=1, verbose=0, shuffle=False)
+    history = model.fit(instruments.cycle_dataset(keras, batches, steps), epochs=1, verbose=0, shuffle=False)
     sync()
     train_s = time.perf_counter() - started
     loss = float(history.history["loss"][-1])
@@ -268,7 +129,7 @@ def run_bench(variant: str = "gdfrnet", image_size: int = 32, batch: int | None 
         model.predict_on_batch(batches[i % len(batches)][0])
     sync()
     infer_s = time.perf_counter() - started
-    peak_mib, peak_kind = _peak_memory_mib(backend)
+    peak_mib, peak_kind = instruments.peak_memory_mib(backend)
 
     train_img_s = steps * batch / train_s
     infer_img_s = infer_steps * batch / infer_s
@@ -279,7 +140,7 @@ def run_bench(variant: str = "gdfrnet", image_size: int = 32, batch: int | None 
         "data_format": data_format, "memory_format": memory_format, "jit": jit,
         "fused_batchnorm": backend == "torch" and batch_norm.FUSED_TORCH,
         "foreach_sgd": bool(foreach_sgd and backend == "torch" and not jit),
-        "backend": backend, "keras": keras.__version__, **_device_info(backend),
+        "backend": backend, "keras": keras.__version__, **instruments.device_info(backend),
         "steps": steps, "warmup": warmup, "warmup_s": warmup_s,
         "train_step_s": train_s / steps, "train_img_s": train_img_s,
         "infer_step_s": infer_s / infer_steps, "infer_img_s": infer_img_s,
@@ -292,7 +153,7 @@ def run_bench(variant: str = "gdfrnet", image_size: int = 32, batch: int | None 
         f"schedule_{SCHEDULE_EPOCHS}_s": SCHEDULE_EPOCHS * epoch_s,
         "final_loss": loss, "finite": bool(np.isfinite(loss)), **compiled.result(),
         "load_avg_start": list(load_start), "load_avg_end": list(os.getloadavg()),
-        "commit": _git_commit(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "commit": instruments.git_commit(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
     }
     result.update(_pipeline_rates(backend, spec, batch, image_size, data, data_limit, data_format, seed))
     return result
@@ -331,98 +192,6 @@ def _pipeline_rates(backend, spec, batch, image_size, data, data_limit, data_for
     out["device_pipeline_img_s"] = device_pipeline.device_pipeline_rate(
         split, Augmentation.for_spec(spec), batch_size=batch, seed=seed, data_format=data_format)
     return out
-
-
-def _native_module():
-    """bench/native_gdfrnet.py of this checkout (the twin is a benchmark tool, not part of the package)."""
-    import importlib.util
-    import pathlib
-
-    path = pathlib.Path(__file__).resolve().parents[1] / "bench" / "native_gdfrnet.py"
-    if not path.is_file():
-        raise click.UsageError(f"--against native needs {path} (run from a clone of the repository)")
-    spec = importlib.util.spec_from_file_location("native_gdfrnet", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def against_native(variant: str = "tiny", image_size: int = 32, batch: int = 64, rounds: int = 6, steps: int = 2,
-                   jit: bool = False, threads: int = 0, seed: int = 0, foreach_sgd: bool = True, **overrides) -> dict:
-    """Keras vs the native PyTorch twin, same weights and batches, train steps interleaved in one process.
-
-    Each round runs `steps` Keras train steps (`train_on_batch`: TorchSGD, label-smoothed
-    cross-entropy, as `gdfr train` compiles them) then `steps` native ones (torch.optim.SGD,
-    the same loss); the figure is each side's median step over the rounds, after one
-    warm-up round (compilation included with `jit`). channels_first, float32, torch only.
-    """
-    import keras
-    import numpy as np
-
-    from keras_gdfr.data.tf_runtime import tame_if_installed
-    from keras_gdfr.models import GDFRNet
-    from keras_gdfr.training.optimizer import TorchSGD, compile_for_training
-    from keras_gdfr.training.schedule import PAPER_LR
-
-    if keras.backend.backend() != "torch":
-        raise click.UsageError("--against native compares with PyTorch: run with KERAS_BACKEND=torch")
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-    tame_if_installed()
-    native = _native_module()
-    keras.config.set_image_data_format("channels_first")
-    keras.mixed_precision.set_global_policy("float32")
-    keras.utils.set_random_seed(seed)
-    model = GDFRNet(variant, input_shape=(3, image_size, image_size), num_classes=10, data_format="channels_first",
-                    **overrides)
-    optimizer = TorchSGD(PAPER_LR)
-    optimizer.foreach = foreach_sgd  # torch: TorchSGD's multi-tensor update (the compiled step traces update_step)
-    compile_for_training(model, optimizer, jit_compile=jit)
-    twin = native.build(variant, 10, **overrides)
-    native.load_keras_weights(twin, model)
-    device = keras.ops.convert_to_tensor(np.zeros(1, np.float32)).device
-    twin = twin.to(device).train()
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch, 3, image_size, image_size), dtype=np.float32)
-    labels = rng.integers(0, 10, batch)
-    kx, ky = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(np.eye(10, dtype=np.float32)[labels])
-    tx, ty = torch.as_tensor(x, device=device), torch.as_tensor(labels, device=device)
-    step = native.train_step_fn(torch.compile(twin) if jit else twin)
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    def timed(fn):
-        started = time.perf_counter()
-        for _ in range(steps):
-            fn()
-        sync()
-        return (time.perf_counter() - started) / steps
-
-    keras_times, native_times = [], []
-    warm = time.perf_counter()
-    model.train_on_batch(kx, ky)
-    sync()
-    keras_warmup_s = time.perf_counter() - warm
-    warm = time.perf_counter()
-    step(tx, ty)
-    sync()
-    native_warmup_s = time.perf_counter() - warm
-    for _ in range(rounds):
-        keras_times.append(timed(lambda: model.train_on_batch(kx, ky)))
-        native_times.append(timed(lambda: step(tx, ty)))
-    keras_s, native_s = float(np.median(keras_times)), float(np.median(native_times))
-    return {
-        "against": "native", "against_variant": variant, "against_batch": batch, "against_rounds": rounds,
-        "against_steps": steps, "against_jit": jit, "against_foreach_sgd": foreach_sgd and not jit,
-        "keras_step_s": keras_s, "native_step_s": native_s,
-        "keras_img_s": batch / keras_s, "native_img_s": batch / native_s,
-        "keras_native_ratio": native_s / keras_s,
-        "keras_warmup_s": keras_warmup_s, "native_warmup_s": native_warmup_s,
-    }
 
 
 def format_table(result: dict) -> str:
@@ -517,6 +286,8 @@ def bench(variant, image_size, batch, precision, data_format, memory_format, jit
                   distribution=topology.engine,
                   train_img_s_per_device=result["train_img_s"] / topology.replicas)
     if against == "native":
+        from keras_gdfr.bench_native import against_native
+
         result.update(against_native(variant, int(image_size), batch or result["batch"], rounds=rounds,
                                      steps=steps, jit=jit, threads=threads, foreach_sgd=foreach_sgd))
     if as_json:
@@ -541,37 +312,3 @@ def _bench_devices(devices: int, batch: int):
         return distributed.start(recipe)
     except distributed.DistributedError as error:
         raise click.BadParameter(str(error), param_hint="--devices") from None
-
-
-@click.command("pack")
-@click.argument("source", type=click.Path(exists=True))
-@click.argument("out", type=click.Path(dir_okay=False))
-@click.option("--dataset", default="", help="Dataset name to record (e.g. cifar10); loading checks it.")
-@click.option("--split", "splits", multiple=True, default=("train", "test"), show_default=True,
-              help="Splits to pack (repeatable).")
-def pack(source, out, dataset, splits):
-    """Pack an ImageFolder (folder, .zip, tar) into ONE compressed numpy file (.npz).
-
-    Every file's bytes (unchanged), label, split and path, and the class names;
-    readable without TensorFlow (`keras_gdfr.data.packed`), loadable with
-    `--data OUT` wherever a dataset is read.
-    """
-    from keras_gdfr.data.packed import SUFFIX, PackedError, pack_imagefolder
-    from keras_gdfr.data.errors import DataError
-
-    if not out.endswith(SUFFIX):
-        raise click.BadParameter(f"the output name must end in {SUFFIX}", param_hint="OUT")
-    started = time.perf_counter()
-    try:
-        packed = pack_imagefolder(source, out, dataset=dataset, splits=splits)
-    except (PackedError, DataError) as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(1)
-    except OSError as err:  # a read-only folder, a full disk: written atomically, nothing torn is left
-        click.echo(f"error: {out}: cannot write the packed file ({err.strerror or err}); nothing was written",
-                   err=True)
-        sys.exit(1)
-    size = os.path.getsize(out)
-    counts = ", ".join(f"{s} {c:,d}" for s, c in zip(packed.splits, packed.counts))
-    click.echo(f"{out}: {size / 2**20:.1f} MiB, {counts}, {len(packed.class_names)} classes "
-               f"({time.perf_counter() - started:.1f} s)")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 
 import click
 
@@ -27,16 +29,16 @@ from keras_gdfr.report.cli import report, sweep, viz  # noqa: E402  (click only;
 for _command in (report, viz, sweep):
     main.add_command(_command)
 
-from keras_gdfr.bench import bench, pack  # noqa: E402  (click only; keras loads in the bodies)
+from keras_gdfr.bench import bench  # noqa: E402  (click only; keras loads in the bodies)
 
-for _command in (bench, pack):
-    main.add_command(_command)
+main.add_command(bench)
 
 from keras_gdfr.export import export_command  # noqa: E402  (click only; keras loads in the bodies)
 
 
-# `gdfr predict` lives here, not in keras_gdfr.predict: that module is the Python API
-# (`predict_files`, in the README) and must import without click.
+# `gdfr predict` and `gdfr pack` live here, not beside what they drive: keras_gdfr.predict
+# is the Python API (`predict_files`, in the README) and keras_gdfr.data.packed is read by
+# every loader; both import without click.
 @click.command()
 @click.argument("paths", nargs=-1, required=True, metavar="[SOURCE] IMAGES...")
 @click.option("--preset", help="A preset (a shipped name, see `gdfr preset list`, or a preset directory) instead of SOURCE.")
@@ -79,9 +81,43 @@ def predict(paths, preset, top_k, as_json):
         sys.exit(1)
 
 
+@click.command("pack")
+@click.argument("source", type=click.Path(exists=True))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--dataset", default="", help="Dataset name to record (e.g. cifar10); loading checks it.")
+@click.option("--split", "splits", multiple=True, default=("train", "test"), show_default=True,
+              help="Splits to pack (repeatable).")
+def pack(source, out, dataset, splits):
+    """Pack an ImageFolder (folder, .zip, tar) into ONE compressed numpy file (.npz).
+
+    Every file's bytes (unchanged), label, split and path, and the class names;
+    readable without TensorFlow (`keras_gdfr.data.packed`), loadable with
+    `--data OUT` wherever a dataset is read.
+    """
+    from keras_gdfr.data.packed import SUFFIX, PackedError, pack_imagefolder
+    from keras_gdfr.data.errors import DataError
+
+    if not out.endswith(SUFFIX):
+        raise click.BadParameter(f"the output name must end in {SUFFIX}", param_hint="OUT")
+    started = time.perf_counter()
+    try:
+        packed = pack_imagefolder(source, out, dataset=dataset, splits=splits)
+    except (PackedError, DataError) as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    except OSError as err:  # a read-only folder, a full disk: written atomically, nothing torn is left
+        click.echo(f"error: {out}: cannot write the packed file ({err.strerror or err}); nothing was written",
+                   err=True)
+        sys.exit(1)
+    size = os.path.getsize(out)
+    counts = ", ".join(f"{s} {c:,d}" for s, c in zip(packed.splits, packed.counts))
+    click.echo(f"{out}: {size / 2**20:.1f} MiB, {counts}, {len(packed.class_names)} classes "
+               f"({time.perf_counter() - started:.1f} s)")
+
+
 from keras_gdfr.presets.commands import preset  # noqa: E402  (click only; keras loads in the bodies)
 
-for _command in (predict, export_command, preset):
+for _command in (predict, pack, export_command, preset):
     main.add_command(_command)
 
 if __name__ == "__main__":

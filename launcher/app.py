@@ -28,7 +28,8 @@ from launcher.machine import Sampler
 from launcher.model_info import InfoFunction, ModelInfo, gdfr_info
 from launcher.recipes import default_recipes_dir
 from launcher.owner import owner_alive, read_owner, signal_owner
-from launcher.runs import OUTPUT, RunRecord
+from launcher.run_index import RunRecord
+from launcher.runs import OUTPUT
 from launcher.screens.confirm import Confirm
 from launcher.screens.confirm_quit import ConfirmQuit
 from launcher.screens.history import HistoryScreen

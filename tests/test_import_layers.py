@@ -24,7 +24,8 @@ LAYERS = [
     ("models", ("keras_gdfr.models", "keras_gdfr.counting")),
     ("data", ("keras_gdfr.data",)),
     ("training", ("keras_gdfr.training", "keras_gdfr.saving", "keras_gdfr.evaluation")),
-    ("apps", ("keras_gdfr.cli", "keras_gdfr.bench", "keras_gdfr.predict", "keras_gdfr.export",
+    ("apps", ("keras_gdfr.cli", "keras_gdfr.bench", "keras_gdfr.bench_instruments", "keras_gdfr.bench_native",
+              "keras_gdfr.predict", "keras_gdfr.export",
               "keras_gdfr.report", "launcher")),
 ]
 

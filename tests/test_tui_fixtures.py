@@ -27,7 +27,7 @@ import pathlib
 import sys
 
 
-from launcher.runs import RunIndex
+from launcher.run_index import RunIndex
 
 T0 = 1764314100.0
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

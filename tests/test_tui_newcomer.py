@@ -13,7 +13,8 @@ import re
 import pytest
 from textual.widgets._footer import FooterKey
 
-from launcher.runs import RunRecord, RunState
+from launcher.run_index import RunRecord
+from launcher.runs import RunState
 from launcher.screens.compare import METRICS, CompareScreen
 from launcher.screens.confirm import Confirm
 from launcher.screens.history import HistoryScreen

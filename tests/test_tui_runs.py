@@ -11,15 +11,9 @@ import pytest
 from launcher.launch import Overrides, new_run_dir, resume_command, run_status, train_command
 from launcher.model_info import parse_json_object
 from launcher.recipes import find_key, list_recipe_entries, parse_sets, recipe_facts, validate
-from launcher.runs import (
-    EventTail,
-    RunIndex,
-    RunState,
-    format_count,
-    format_duration,
-    format_percent,
-    tail_lines,
-)
+from launcher.formatting import format_count, format_duration, format_percent
+from launcher.run_index import RunIndex, tail_lines
+from launcher.runs import EventTail, RunState
 from tests.test_tui_fixtures import T0, epoch_events, run_start, write_fixture_runs, write_recipes
 
 # EventTail -------------------------------------------------------------------

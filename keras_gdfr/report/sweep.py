@@ -16,6 +16,11 @@ says `completed` is skipped; one whose run directory exists but has not complete
 continued with `gdfr train --resume RUN_DIR` (with the recipe it was started with);
 the rest start fresh. A cell whose process fails (killed, crashed, a lost worker) is
 retried the same way, up to `retries` times. docs/sweeps.md.
+
+Why one file of ~490 lines: the cells and their states, the one place children start and stop
+(`ChildProcesses`, `run_cell`) and the local engine are read together; the printed plan
+(`sweep_plan.py`) and the Ray engine (`sweep_ray.py`) live beside it; sections are
+marked with rule lines.
 """
 
 from __future__ import annotations

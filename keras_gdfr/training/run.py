@@ -5,7 +5,7 @@ last checkpoint with weights, optimizer state, epoch and data order restored
 (the input pipeline's epoch e depends only on (seed, e)). Everything a reader
 needs goes into the run directory (docs/run-directory.md).
 
-Why one file of ~540 lines: one run's life in the order it happens (data and model,
+Why one file of ~670 lines: one run's life in the order it happens (data and model,
 the stop request, the monitor callback, evaluation, the locked run directory,
 resume), in sections marked with rule lines; what stands on its own lives beside
 it (checkpoints.py, events.py, runlock.py, optimizer.py, schedule.py).

@@ -11,16 +11,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
 from launcher.launch import run_status
-from launcher.runs import (
-    RunRecord,
-    RunState,
-    differing_settings,
-    format_count,
-    format_duration,
-    format_number,
-    format_percent,
-    run_labels,
-)
+from launcher.formatting import format_count, format_duration, format_number, format_percent
+from launcher.run_index import RunRecord, differing_settings, run_labels
+from launcher.runs import RunState
 from launcher.widgets.curves import SERIES_MARKERS, Curve, CurvesPlot
 from launcher.widgets.run_progress import status_text
 

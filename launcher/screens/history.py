@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from launcher.launch import run_status
 from launcher.owner import owner_alive, read_owner
-from launcher.runs import (
+from launcher.run_index import (
     RunIndex,
     RunRecord,
     Skipped,

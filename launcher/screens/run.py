@@ -18,7 +18,9 @@ from launcher.launch import run_status
 from keras_gdfr.training.schedule import epochs_text
 from launcher.machine import Sampler
 from launcher.owner import owner_alive, read_owner
-from launcher.runs import RunRecord, RunState, format_number, format_percent, tail_lines
+from launcher.formatting import format_number, format_percent
+from launcher.run_index import RunRecord, tail_lines
+from launcher.runs import RunState
 from launcher.widgets.confusion import ConfusionMatrix
 from launcher.widgets.curves import Curve, CurvesPlot
 from launcher.widgets.log_tail import LogTail

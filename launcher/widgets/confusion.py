@@ -9,7 +9,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import DataTable
 
-from launcher.runs import format_percent
+from launcher.formatting import format_percent
 
 
 def _shade(fraction: float, diagonal: bool) -> Style:

@@ -11,7 +11,8 @@ from rich.text import Text
 from textual.widgets import Static
 
 from launcher.machine import MachineSample, format_bytes
-from launcher.runs import RunState, format_duration
+from launcher.formatting import format_duration
+from launcher.runs import RunState
 
 
 def _percent(value: float | None) -> str:

@@ -11,7 +11,7 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from launcher.model_info import ModelInfo
-from launcher.runs import format_count, format_number
+from launcher.formatting import format_count, format_number
 
 
 class RecipeDetails(Static):

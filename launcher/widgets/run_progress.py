@@ -8,7 +8,8 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Label, ProgressBar, Static
 
-from launcher.runs import RunState, format_count, format_duration, format_number, format_percent
+from launcher.formatting import format_count, format_duration, format_number, format_percent
+from launcher.runs import RunState
 
 STATUS_STYLES = {
     "starting": "bold yellow",

@@ -11,7 +11,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
-from launcher.runs import RunRecord, format_percent
+from launcher.formatting import format_percent
+from launcher.run_index import RunRecord
 from launcher.widgets.run_progress import status_text
 
 COLUMNS = (

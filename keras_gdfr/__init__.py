@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "GDFRNet": ("keras_gdfr.models", "GDFRNet"),
     "GDFRNetBackbone": ("keras_gdfr.models", "GDFRNetBackbone"),
-    "GDFRNetImageClassifier": ("keras_gdfr.models", "GDFRNetImageClassifier"),
+    "GDFRNetImageClassifier": ("keras_gdfr.models.classifier", "GDFRNetImageClassifier"),
     "GDFRNetImageClassifierPreprocessor": ("keras_gdfr.models", "GDFRNetImageClassifierPreprocessor"),
     "GDFRNetImageConverter": ("keras_gdfr.models", "GDFRNetImageConverter"),
     "count_model": ("keras_gdfr.counting", "count_model"),

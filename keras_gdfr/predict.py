@@ -82,6 +82,28 @@ def read_images(payloads, size: int, data_format: str = "channels_last", resize:
     return batch.transpose(0, 3, 1, 2) if data_format == "channels_first" else batch
 
 
+def load_image_folder(folder, image_size: int, data_format: str = "channels_last"):
+    """(images, labels, class_names) of an ImageFolder `folder/<class>/<image>`, for fine-tuning.
+
+    Classes are the sorted sub-folder names; images are read as the test split reads
+    them at `image_size` (float32 raw 0-255, `read_images`). Raises ValueError naming the
+    folder when it has no class folder or a class folder has no image.
+    """
+    import numpy as np
+
+    folder = pathlib.Path(folder)
+    class_names = sorted(path.name for path in folder.iterdir() if path.is_dir()) if folder.is_dir() else []
+    if not class_names:
+        raise ValueError(f"{folder}: no class folders (an ImageFolder is FOLDER/<class>/<image>)")
+    files, labels = [], []
+    for label, name in enumerate(class_names):
+        found = image_files([folder / name])
+        files += found
+        labels += [label] * len(found)
+    images = read_images([path.read_bytes() for path in files], image_size, data_format)
+    return images, np.array(labels, "int32"), class_names
+
+
 def probabilities(model, images, batch_size: int = 64):
     """Softmax probabilities (N, K) of `model` on raw images (the head gives logits unless told otherwise)."""
     import numpy as np

@@ -23,7 +23,7 @@ import pathlib
 import keras
 
 import keras_gdfr.layers  # noqa: F401  (registers FRM, FGCM, FOM, FRRB, ...)
-import keras_gdfr.models  # noqa: F401  (registers GDFRNetBackbone, GDFRNetImageClassifier, ...)
+import keras_gdfr.models.classifier  # noqa: F401  (registers GDFRNetBackbone, GDFRNetImageClassifier, ...)
 import keras_gdfr.training.optimizer  # noqa: F401  (registers TorchSGD and MultiStepLR)
 from keras_gdfr.layers.preprocessing import ImageNormalization
 from keras_gdfr.training.events import CLASS_NAMES_FILE, MODEL_FILE, RECIPE_FILE

@@ -21,12 +21,13 @@ PACKAGES = ("keras_gdfr", "launcher")
 LAYERS = [
     ("facts", ("keras_gdfr", "keras_gdfr.variants", "keras_gdfr.data.specs")),
     ("layers", ("keras_gdfr.layers",)),
-    ("models", ("keras_gdfr.models", "keras_gdfr.counting")),
+    ("models", ("keras_gdfr.models", "keras_gdfr.counting", "keras_gdfr.presets")),
     ("data", ("keras_gdfr.data",)),
-    ("training", ("keras_gdfr.training", "keras_gdfr.saving", "keras_gdfr.evaluation")),
+    # The classifier compiles with the paper's optimizer (keras_gdfr.training.optimizer) by default.
+    ("training", ("keras_gdfr.training", "keras_gdfr.saving", "keras_gdfr.evaluation", "keras_gdfr.models.classifier")),
     ("apps", ("keras_gdfr.cli", "keras_gdfr.bench", "keras_gdfr.bench_instruments", "keras_gdfr.bench_native",
-              "keras_gdfr.predict", "keras_gdfr.export",
-              "keras_gdfr.report", "launcher")),
+              "keras_gdfr.predict", "keras_gdfr.export", "keras_gdfr.report",
+              "keras_gdfr.presets.from_run", "keras_gdfr.presets.commands", "launcher")),
 ]
 
 

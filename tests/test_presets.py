@@ -220,3 +220,31 @@ def test_float16_storage_halves_the_weights(run_dir, preset_dir, tmp_path):
     assert json.loads((half / P.METADATA_FILE).read_text())["dtype"] == "float16"
     bad = gdfr("preset", "save", tmp_path / "nowhere", "x", "--dest", tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip() == f"error: {tmp_path / 'nowhere'}: neither a run directory nor a .keras model file"
+
+
+def test_readme_fine_tuning_of_a_new_head(shipped, tmp_path):
+    """The README's few lines: a user's ImageFolder, the preset's frozen backbone, a new head."""
+    from keras_gdfr.predict import load_image_folder
+
+    rng = np.random.default_rng(4)
+    for name in ("cats", "dogs"):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for index in range(3):
+            Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(tmp_path / "photos" / name / f"{index}.jpg")
+    images, labels, names = load_image_folder(tmp_path / "photos", image_size=32)
+    assert images.shape == (6, 32, 32, 3) and labels.tolist() == [0, 0, 0, 1, 1, 1] and names == ["cats", "dogs"]
+    model = GDFRNetImageClassifier.from_preset(NAME, num_classes=len(names), class_names=names)
+    model.backbone.trainable = False
+    model.compile()
+    backbone_before = [np.array(w) for w in model.backbone.get_weights()]
+    head_before = model.get_layer("predictions").get_weights()[0].copy()
+    model.fit(images, labels, epochs=1, batch_size=6, verbose=0)
+    for before, after in zip(backbone_before, model.backbone.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    assert np.abs(model.get_layer("predictions").get_weights()[0] - head_before).max() > 0
+    model.save_to_preset(tmp_path / "mine")
+    again = GDFRNetImageClassifier.from_preset(tmp_path / "mine")
+    assert again.class_names == ["cats", "dogs"]
+    np.testing.assert_allclose(again.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-5)
+    with pytest.raises(ValueError, match=r"no class folders"):
+        load_image_folder(tmp_path / "photos" / "cats", image_size=32)

@@ -48,9 +48,8 @@ def _copy_layers(model: keras.Model, source_layers: dict, shown: str) -> None:
 
 def _preset_layers(model: keras.Model, preset: str, config: dict) -> dict:
     """{builder layer name: preset layer}: the backbone's by name, the preset's `predictions` as `head`."""
-    from keras_gdfr.models.backbone import GDFRNetBackbone
-    from keras_gdfr.models.classifier import GDFRNetImageClassifier
     from keras_gdfr.presets import CONFIG_FILE, TASK_FILE, preset_directory, read_config
+    from keras_gdfr.presets.store import head_arrays, load_backbone
 
     folder = preset_directory(preset)
     saved = read_config(folder, CONFIG_FILE)["config"]
@@ -59,21 +58,31 @@ def _preset_layers(model: keras.Model, preset: str, config: dict) -> dict:
         shown = ", ".join(f"{key}={_plain(saved.get(key))} there, {_plain(config[key])} here" for key in differ)
         raise ValueError(f"weights={preset!r} is a GDFRNet {saved.get('variant')!r} of another architecture than this model: {shown}")
     head = next((layer for layer in model.layers if layer.name == "head"), None)
-    if head is None:
-        backbone = GDFRNetBackbone.from_preset(folder)
-        return {layer.name: layer for layer in backbone.layers}
-    if not (folder / TASK_FILE).is_file():
-        raise ValueError(f"weights={preset!r} is a backbone preset (no head): build with include_top=False")
-    preset_classes = read_config(folder, TASK_FILE)["config"]["num_classes"]
-    if preset_classes != head.units:
-        raise ValueError(
-            f"weights={preset!r} has {preset_classes} classes, this model num_classes={head.units}: "
-            f"give num_classes={preset_classes}, or include_top=False for the backbone alone"
-        )
-    classifier = GDFRNetImageClassifier.from_preset(folder, compile=False)
-    layers = {layer.name: layer for layer in classifier.backbone.layers}
-    layers["head"] = classifier.get_layer("predictions")
+    if head is not None:
+        if not (folder / TASK_FILE).is_file():
+            raise ValueError(f"weights={preset!r} is a backbone preset (no head): build with include_top=False")
+        preset_classes = read_config(folder, TASK_FILE)["config"]["num_classes"]
+        if preset_classes != head.units:
+            raise ValueError(
+                f"weights={preset!r} has {preset_classes} classes, this model num_classes={head.units}: "
+                f"give num_classes={preset_classes}, or include_top=False for the backbone alone"
+            )
+    # By Keras's registry: keras_gdfr.models.backbone builds on this module's builder functions.
+    backbone_class = keras.saving.get_registered_object("keras_gdfr>GDFRNetBackbone")
+    layers = {layer.name: layer for layer in load_backbone(backbone_class, folder).layers}
+    if head is not None:
+        layers["head"] = _Weights(head_arrays(folder, "predictions"))
     return layers
+
+
+class _Weights:
+    """Stands for a source layer: its weights as arrays."""
+
+    def __init__(self, arrays):
+        self.arrays = arrays
+
+    def get_weights(self):
+        return self.arrays
 
 
 def _plain(value):

@@ -234,6 +234,13 @@ def load_head(classifier, folder: pathlib.Path) -> None:
         classifier.get_layer(name).set_weights(arrays)
 
 
-def preset_metadata(preset) -> dict:
-    """metadata.json of `preset` (name, directory or URL)."""
-    return read_metadata(preset_directory(preset))
+def head_arrays(folder: pathlib.Path, layer_name: str) -> list:
+    """The arrays task.weights.h5 holds for one head layer (e.g. "predictions"), in order."""
+    import h5py
+
+    try:
+        with h5py.File(folder / TASK_WEIGHTS_FILE, "r") as file:
+            group = file[layer_name]
+            return [group[str(index)][()] for index in range(len(group))]
+    except (OSError, KeyError) as error:
+        raise PresetError(f"preset {str(folder)!r}: {TASK_WEIGHTS_FILE} cannot be read ({error})") from None

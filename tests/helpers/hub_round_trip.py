@@ -13,7 +13,7 @@ import sys
 import keras
 import numpy as np
 
-import keras_gdfr.models  # noqa: F401  (registers the classes, as `import keras_hub` does for keras-hub's)
+import keras_gdfr.models.classifier  # noqa: F401  (registers the classes, as `import keras_hub` does for keras-hub's)
 
 
 def facts(backbone, classifier) -> dict:

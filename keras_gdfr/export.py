@@ -174,7 +174,8 @@ def export_and_check(model, fmt: str, path, images) -> dict:
 
 def sample_images(loaded, image_targets, count: int):
     """(real raw images to compare on, what they are): `image_targets` (files/folders), else the run's test split."""
-    from keras_gdfr.predict import decode_files, image_files, model_image_size, read_images
+    from keras_gdfr.predict import decode_files, image_files, read_images
+    from keras_gdfr.saving import model_image_size
     from keras_gdfr.saving import model_data_format
 
     data_format = model_data_format(loaded.model)

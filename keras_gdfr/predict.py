@@ -48,17 +48,6 @@ def image_files(targets) -> list[pathlib.Path]:
     return files
 
 
-def model_image_size(model) -> int:
-    """S of a model taking S x S images (channels_last or channels_first)."""
-    from keras_gdfr.saving import model_data_format
-
-    shape = model.input_shape
-    height = shape[2] if model_data_format(model) == "channels_first" else shape[1]
-    if height is None:
-        raise ValueError("the model's input size is not fixed; cannot choose the image size")
-    return int(height)
-
-
 def read_images(payloads, size: int, data_format: str = "channels_last", resize: int | None = None):
     """float32 raw 0-255 images (N, S, S, 3) (or (N, 3, S, S)) from encoded files, as the test split reads them.
 
@@ -146,7 +135,7 @@ def predict_files(source, targets, top_k: int = 5) -> list[dict]:
 
     An image that cannot be read gets {"path", "error"} instead; the others are still predicted.
     """
-    from keras_gdfr.saving import load_run_model
+    from keras_gdfr.saving import load_run_model, model_image_size
 
     loaded = load_run_model(source)
     size = loaded.recipe.spec.image_size if loaded.recipe is not None else model_image_size(loaded.model)

@@ -116,6 +116,15 @@ def model_data_format(model: keras.Model) -> str:
     return keras.config.image_data_format()
 
 
+def model_image_size(model: keras.Model) -> int:
+    """S of a model taking S x S images (channels_last or channels_first)."""
+    shape = model.input_shape
+    height = shape[2] if model_data_format(model) == "channels_first" else shape[1]
+    if height is None:
+        raise ValueError("the model's input size is not fixed; cannot choose the image size")
+    return int(height)
+
+
 def inference_model(model: keras.Model, recipe) -> keras.Model:
     """The model a run saves: raw 0-255 images in, when the recipe's pipeline normalises."""
     if not recipe.augment.normalize:

@@ -139,7 +139,7 @@ def _resume_backend(run_path: pathlib.Path) -> str:
     when it is not the run's (keras_gdfr.training.run._check_resumable)."""
     if os.environ.get("KERAS_BACKEND"):
         return ""
-    from keras_gdfr.training.events import run_backend
+    from keras_gdfr.training.runlock import run_backend
 
     return run_backend(run_path) or ""
 
@@ -333,7 +333,7 @@ def _load_model_or_fail(model_file: pathlib.Path):
 
 def _check_image_size(model_file: pathlib.Path, model, recipe) -> None:
     """A 32 px model cannot take the 256 px images of another recipe (and the reverse)."""
-    from keras_gdfr.predict import model_image_size
+    from keras_gdfr.saving import model_image_size
 
     try:
         size = model_image_size(model)

@@ -111,14 +111,3 @@ def first_run_start(run_dir) -> dict | None:
         return next((e for e in read_events(run_dir) if e["event"] == "run_start"), None)
     except OSError:
         return None
-
-
-def run_backend(run_dir) -> str | None:
-    """The backend a run started under (its first run_start), else its lock file's, else None."""
-    start = first_run_start(run_dir)
-    if start and isinstance(start.get("backend"), str):
-        return start["backend"]
-    from keras_gdfr.training.runlock import read_lock
-
-    backend = (read_lock(run_dir) or {}).get("backend")
-    return backend if isinstance(backend, str) else None

@@ -39,11 +39,10 @@ from keras_gdfr.training import checkpoints, distributed
 from keras_gdfr.training.extend import extension_fields
 from keras_gdfr.training.events import (
     EVAL_FILE, EVENTS_FILE, LOCK_FILE, MODEL_FILE, OUTPUT_LOG, RECIPE_FILE, EventWriter, first_run_start, read_events,
-    run_backend,
 )
 from keras_gdfr.training.optimizer import compile_for_training, optimizer_from_recipe
 from keras_gdfr.training.recipe import Recipe
-from keras_gdfr.training.runlock import RunLock, RunLocked
+from keras_gdfr.training.runlock import RunLock, RunLocked, run_backend
 from keras_gdfr.training.schedule import lr_at_epoch
 from keras_gdfr.training.tensorboard import tensorboard_callback
 
@@ -323,12 +322,10 @@ class RunMonitor(keras.callbacks.Callback):
         self.epochs_done = epoch + 1
 
     def _drop_epoch(self, epoch: int, logs: dict) -> None:
-        """Say so, and take the validation numbers of a partial evaluation out of the line Keras prints next."""
+        """Take the validation numbers of a partial evaluation out of the logs (the console's
+        line for the dropped epoch is CutEpochProgress's)."""
         for key in [k for k in logs if k.startswith("val_")]:
             del logs[key]  # the logs are shared: the progress bar (after this callback) prints without them
-        if self.stop.signal_name and not self.failure:
-            print(f"epoch {epoch + 1} stopped by {self.stop.signal_name} before its end: dropped, not kept "
-                  "(the numbers below are of its part run)", flush=True)
 
     def _save(self, epoch: int, is_best: bool) -> None:
         if is_best:

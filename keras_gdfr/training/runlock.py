@@ -19,7 +19,7 @@ import pathlib
 import socket
 import time
 
-from keras_gdfr.training.events import LOCK_FILE
+from keras_gdfr.training.events import LOCK_FILE, first_run_start
 
 
 class RunLocked(Exception):
@@ -115,3 +115,12 @@ class RunLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def run_backend(run_dir) -> str | None:
+    """The backend a run started under (its first run_start), else its lock file's, else None."""
+    start = first_run_start(run_dir)
+    if start and isinstance(start.get("backend"), str):
+        return start["backend"]
+    backend = (read_lock(run_dir) or {}).get("backend")
+    return backend if isinstance(backend, str) else None

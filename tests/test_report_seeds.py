@@ -97,3 +97,22 @@ def test_group_key_ignores_only_the_seed_and_the_run_names(ladder):
     assert seeds.group_key(a) == seeds.group_key(b)
     b.recipe["data"]["limit_train"] = 128
     assert seeds.group_key(a) != seeds.group_key(b)
+
+
+def test_a_native_control_is_neither_pooled_with_the_seeds_nor_taken_for_the_tables_cell(tmp_path):
+    """bench/native_train.py's runs (run_start "trainer") check the trainer: they stand beside, not for, gdfr train's."""
+    from keras_gdfr.report import tables
+
+    root = tmp_path / "runs"
+    seeded_run(root, "tiny-net5", 0, 0.40)
+    control = seeded_run(root, "tiny", 0, 0.60)  # tiny is tiny-net5's configuration
+    control = control.rename(root / "cifar10-a-native-control-s0")  # listed first: the order must not decide
+    lines = (control / "events.jsonl").read_text().splitlines()
+    start = json.loads(lines[0])
+    start["trainer"] = "native-torch"
+    (control / "events.jsonl").write_text("\n".join([json.dumps(start), *lines[1:]]) + "\n")
+    runs, _ = find_runs([root])
+    groups = seeds.group_runs(runs)
+    assert {g.first.trainer: g.mean for g in groups} == {None: pytest.approx(40.0), "native-torch": pytest.approx(60.0)}
+    cells = seeds.grid_groups(tables.paper_grid("9-tiny"), groups)
+    assert cells[("tiny-net5", "cifar10")].mean == pytest.approx(40.0)

@@ -38,6 +38,7 @@ def group_key(run: Run) -> str:
         recipe.pop(section, None)
     if isinstance(recipe.get(SEED[0]), dict):
         recipe[SEED[0]].pop(SEED[1], None)
+    recipe["trainer"] = run.trainer  # a control (bench/native_train.py) never pools with gdfr train's seeds
     return json.dumps(recipe, sort_keys=True, default=str)
 
 
@@ -132,7 +133,7 @@ def grid_groups(grid: tables.PaperGrid, groups: list[SeedGroup]) -> dict[tuple[s
     with a test accuracy; of several, the one with the most scored seeds, then the most epochs."""
     cells: dict[tuple[str, str], SeedGroup] = {}
     for group in groups:
-        if group.mean is None:
+        if group.mean is None or group.first.trainer:  # a control checks the trainer; it is not the measurement
             continue
         names = tables.run_variants(group.first)
         for variant in grid.variants:

@@ -20,6 +20,7 @@ TorchScript exporter whenever the batch size is free); it needs `onnx` and
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import pathlib
 import sys
@@ -109,15 +110,34 @@ def _write_unsafe(model, fmt: str, path: pathlib.Path) -> pathlib.Path:
         import torch
 
         args, dynamic = _torch_args(model)
-        program = torch.onnx.export(
-            _torch_module(model), args, dynamo=True, dynamic_shapes=dynamic,
-            input_names=["image"], output_names=["logits"], verbose=False,
-        )
-        program.optimize()
+        with _quiet_onnx_exporter():
+            program = torch.onnx.export(
+                _torch_module(model), args, dynamo=True, dynamic_shapes=dynamic,
+                input_names=["image"], output_names=["logits"], verbose=False,
+            )
+            program.optimize()
         program.save(str(path))
     else:
         raise ExportError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
     return path
+
+
+@contextlib.contextmanager
+def _quiet_onnx_exporter():
+    """torch.onnx's library noise that says nothing about our model: one log line per torchvision
+    op it skips (torchvision is not a dependency) and torch's own pytree FutureWarning."""
+    import logging
+    import warnings
+
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+            yield
+    finally:
+        registration.setLevel(level)
 
 
 def run_artifact(fmt: str, path: pathlib.Path, images):

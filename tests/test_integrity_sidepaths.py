@@ -93,7 +93,7 @@ def test_a_recipe_changed_since_the_start_is_refused_naming_the_key(base_run, tm
     assert snapshot(run_dir) == before  # refused before anything was written: no event either
     assert line.startswith(f"error: {run_dir / 'recipe.json'}: changed since the run started: data.dataset is "
                            "'svhn', the run started with 'cifar10'"), line
-    assert "(a resume may change only train.devices, train.epochs)" in line
+    assert "(a resume may change only train.devices, train.epochs, and train.milestones with train.epochs)" in line
 
 
 def test_a_resume_runs_under_the_backend_the_run_started_with(base_run, tmp_path):

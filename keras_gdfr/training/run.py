@@ -304,7 +304,7 @@ class RunMonitor(keras.callbacks.Callback):
         # An epoch cut short by a signal or a NaN is not a completed epoch: no event, no checkpoint.
         # One whose every step ran is kept even when a signal came in its last batch or validation.
         if self._cut_short() or "val_loss" not in logs:
-            self._drop_epoch(epoch, logs)
+            self._drop_epoch(logs)
             return
         train = self.recipe.train
         self.events.emit(
@@ -321,7 +321,7 @@ class RunMonitor(keras.callbacks.Callback):
             self._save(epoch + 1, is_best)
         self.epochs_done = epoch + 1
 
-    def _drop_epoch(self, epoch: int, logs: dict) -> None:
+    def _drop_epoch(self, logs: dict) -> None:
         """Take the validation numbers of a partial evaluation out of the logs (the console's
         line for the dropped epoch is CutEpochProgress's)."""
         for key in [k for k in logs if k.startswith("val_")]:

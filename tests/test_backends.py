@@ -79,15 +79,26 @@ def test_channels_first_matches_channels_last(saved_model, outputs, backend):
 
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch's memory order")
 def test_torch_conv_kernels_are_stored_in_pytorch_memory_order():
-    """Each Conv2D kernel (kh, kw, in, out) is a view of an (out, in, kh, kw) buffer: no copy per conv call."""
+    """Each conv kernel is a view of a buffer in PyTorch's order: no copy per conv call.
+
+    Conv2D (kh, kw, in, out) and Conv2DTranspose (kh, kw, out, in) over (out|in, in|out, kh, kw);
+    DepthwiseConv2D and FGCM's fixed LoG (kh, kw, in, 1) over (in, 1, kh, kw).
+    """
     keras.utils.set_random_seed(0)
     model = GDFRNet(VARIANT, input_shape=(32, 32, 3), num_classes=10)
-    kernels = [layer.kernel for layer in model._flatten_layers() if type(layer) is keras.layers.Conv2D]
-    assert len(kernels) > 20
-    for kernel in kernels:
-        assert kernel.value.permute(3, 2, 0, 1).is_contiguous(), kernel.path
+    layers = list(model._flatten_layers())
+    orders = {keras.layers.Conv2D: (3, 2, 0, 1), keras.layers.Conv2DTranspose: (3, 2, 0, 1),
+              keras.layers.DepthwiseConv2D: (2, 3, 0, 1)}
+    kernels = [(layer.kernel, orders[type(layer)]) for layer in layers if type(layer) in orders]
+    kernels += [(layer.log_kernel, (2, 3, 0, 1)) for layer in layers if hasattr(layer, "log_kernel")]
+    counts = {kind: sum(type(layer) is kind for layer in layers) for kind in orders}
+    assert counts[keras.layers.Conv2D] > 20 and counts[keras.layers.DepthwiseConv2D] >= 7, counts
+    assert counts[keras.layers.Conv2DTranspose] == 4 and len(kernels) == sum(counts.values()) + 2
+    for kernel, order in kernels:
+        assert kernel.value.permute(*order).is_contiguous(), kernel.path
         assert tuple(kernel.shape) == tuple(kernel.value.shape)
-    values = keras.ops.convert_to_numpy(kernels[0])
-    kernels[0].assign(values + 1.0)  # assignment keeps the layout
-    assert kernels[0].value.permute(3, 2, 0, 1).is_contiguous()
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(kernels[0]), values + 1.0)
+    for kernel, order in (kernels[0], kernels[-1]):
+        values = keras.ops.convert_to_numpy(kernel)
+        kernel.assign(values + 1.0)  # assignment keeps the layout
+        assert kernel.value.permute(*order).is_contiguous()
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(kernel), values + 1.0)

@@ -94,26 +94,45 @@ def build_sublayer(layer: keras.layers.Layer, input_shape) -> tuple:
     return tuple(layer.compute_output_shape(input_shape))
 
 
-def torch_kernel_layout(layer: keras.layers.Layer) -> None:
-    """torch: store a built `Conv2D`'s kernel in PyTorch's memory order, its shape and values unchanged.
+# The permutation Keras's torch backend applies to a layer's kernel before PyTorch's conv
+# (keras/src/backend/torch/nn.py: `_transpose_conv_kernel`, after a reshape for depthwise).
+_TORCH_KERNEL_ORDER = {
+    keras.layers.Conv2D: (3, 2, 0, 1),  # (kh, kw, in, out) -> (out, in, kh, kw)
+    keras.layers.Conv2DTranspose: (3, 2, 0, 1),  # (kh, kw, out, in) -> (in, out, kh, kw)
+    keras.layers.DepthwiseConv2D: (2, 3, 0, 1),  # (kh, kw, in, mult) -> (in, mult, kh, kw)
+}
+DEPTHWISE_TORCH_ORDER = _TORCH_KERNEL_ORDER[keras.layers.DepthwiseConv2D]
 
-    Keras keeps conv kernels as (kh, kw, in, out) and its torch `conv` hands PyTorch the
-    permuted view (out, in, kh, kw), which PyTorch's convolution copies to contiguous
-    memory on every call (and autograd permutes the gradient back). Stored as a
-    (kh, kw, in, out) view of an (out, in, kh, kw) buffer, the permuted view is already
-    contiguous: no copy per call. Shape, values, variable path and saved files are the
-    same (a `.keras` file from torch loads on jax and tensorflow: tests/test_backends.py);
+
+def torch_kernel_layout(layer: keras.layers.Layer) -> None:
+    """torch: store a built conv layer's kernel in PyTorch's memory order, its shape and values unchanged.
+
+    Keras keeps conv kernels as (kh, kw, in, out) (depthwise: (kh, kw, in, mult)) and its
+    torch `conv` hands PyTorch a permuted view, which PyTorch's convolution copies to
+    contiguous memory on every call (and autograd permutes the gradient back); a depthwise
+    conv given the permuted view runs its forward and backward about 2x slower on this
+    CPU (docs/performance.md). Stored as a view of a buffer in PyTorch's order, the
+    permuted view is already contiguous. Shape, values, variable path and saved files are
+    the same (a `.keras` file from torch loads on jax and tensorflow: tests/test_backends.py);
     assign and load copy values into the buffer, keeping its layout.
     """
-    if keras.backend.backend() != "torch" or type(layer) is not keras.layers.Conv2D or not layer.built:
+    order = _TORCH_KERNEL_ORDER.get(type(layer))
+    if keras.backend.backend() != "torch" or order is None or not layer.built:
+        return
+    store_in_torch_order(layer.kernel, order)
+
+
+def store_in_torch_order(variable, order: tuple[int, ...]) -> None:
+    """torch: keep `variable`'s shape and values in memory such that `value.permute(*order)` is contiguous."""
+    if keras.backend.backend() != "torch":
         return
     import torch
 
-    variable = layer.kernel
     value = variable.value
-    if value.ndim != 4 or value.permute(3, 2, 0, 1).is_contiguous():
+    if value.ndim != len(order) or value.permute(*order).is_contiguous():
         return
-    stored = value.detach().permute(3, 2, 0, 1).contiguous().permute(2, 3, 1, 0)
+    inverse = tuple(order.index(axis) for axis in range(len(order)))
+    stored = value.detach().permute(*order).contiguous().permute(*inverse)
     variable._value = torch.nn.Parameter(stored, requires_grad=variable.trainable)
 
 

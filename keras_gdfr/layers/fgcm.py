@@ -80,6 +80,7 @@ class FGCM(keras.layers.Layer):
             dtype="float32",
             autocast=False,  # stays float32 under mixed policies: see `detail`
         )
+        U.store_in_torch_order(self.log_kernel, U.DEPTHWISE_TORCH_ORDER)  # no copy per call on torch
         self.conv1 = keras.layers.Conv2D(channels, 1, use_bias=False, data_format=df, dtype=self.dtype_policy, name="conv1")
         self.bn1 = U.batch_norm(df, "bn1", self.dtype_policy)
         self.conv2 = keras.layers.Conv2D(channels, 1, use_bias=False, data_format=df, dtype=self.dtype_policy, name="conv2")

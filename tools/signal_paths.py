@@ -6,7 +6,9 @@ For every FRRB (FRM at position C) it prints the root mean square of the block's
 F(x), of FRM's reconstruction X1 and attention X2 = F(x) * A_w * A_h, and of the shortcut;
 for every FOM how saturated its similarity logits are and where its mix M_sim2 sits; at the
 branch merge the stage-4 output against the branch. Batch statistics (training-mode BN), as
-in training. From the repository root, with the project's venv:
+in training. Then, in inference, the test accuracy with one input of the branch merge replaced
+by its mean over the images (how much the head relies on stage 4 and on the branch). From the
+repository root, with the project's venv:
 
     KERAS_BACKEND=torch python tools/signal_paths.py --variant tiny-net5 \\
         --data ../shared/data/cifar10-jpeg.zip [--weights gdfrnet_tiny_cifar10 | RUN/checkpoints/best.weights.h5]
@@ -32,7 +34,7 @@ def layer_inputs(model, images):
     import keras
 
     layers = model.layers[1:]
-    outputs = keras.Model(model.inputs, [layer.output for layer in layers])(images, training=True)
+    outputs = keras.Model(model.inputs, [layer.output for layer in layers])([images], training=True)
     by_name = {layer.name: out for layer, out in zip(layers, outputs)}
     inputs = {}
     for layer in layers:
@@ -65,6 +67,23 @@ def fom_line(fom, high, low) -> str:
     mix = np.asarray(ops.convert_to_numpy(mix))
     return (f"{fom.name}: |similarity logit| median {np.median(logits):.2f}, {np.mean(logits > 5):.0%} saturated (>5) "
             f"| M_sim2 mean {mix.mean():.3f}, std over pixels {mix.std():.3f}")
+
+
+def merge_probe(model, images, labels, batch: int = 250) -> dict:
+    """Inference top-1 with the merge's inputs as they are, and with either one replaced by its mean."""
+    import keras
+    from keras import ops
+
+    stage4_t, branch_t = model.get_layer("branch_merge")._inbound_nodes[0].input_tensors
+    features = keras.Model(model.inputs, [stage4_t, branch_t])
+    parts = [features([images[i : i + batch]], training=False) for i in range(0, len(images), batch)]
+    stage4 = np.concatenate([ops.convert_to_numpy(a) for a, _ in parts])
+    branch = np.concatenate([ops.convert_to_numpy(b) for _, b in parts])
+    head = lambda f: np.asarray(ops.convert_to_numpy(model.get_layer("head")(model.get_layer("avg_pool")(f))))  # noqa: E731
+    mean = lambda f: f.mean(axis=0, keepdims=True)  # noqa: E731
+    cases = {"as trained": stage4 + branch, "branch -> its mean": stage4 + mean(branch),
+             "stage 4 -> its mean": mean(stage4) + branch}
+    return {name: float(np.mean(head(f).argmax(-1) == labels)) for name, f in cases.items()}
 
 
 def main(argv=None) -> None:
@@ -101,6 +120,9 @@ def main(argv=None) -> None:
         elif layer.name == "branch_merge":
             stage4, branch = inputs[layer.name]
             print(f"  branch_merge: stage-4 output {rms(stage4):.3f} | branch {rms(branch):.3f}")
+    if any(layer.name == "branch_merge" for layer in model.layers):
+        probe = merge_probe(model, images, test.labels)
+        print(f"  inference top-1 on the {len(images)} images: " + ", ".join(f"{k} {v:.1%}" for k, v in probe.items()))
 
 
 if __name__ == "__main__":

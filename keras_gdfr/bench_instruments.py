@@ -3,31 +3,15 @@ torch.compile's counters, peak memory, and the synthetic batches it times."""
 
 from __future__ import annotations
 
-import os
 import platform
 import resource
-import subprocess
 
 
 def git_commit() -> str:
-    """`git rev-parse --short HEAD` (+ "uncommitted changes on top of" when the tree differs).
+    """The short commit of this source (see `keras_gdfr.provenance.git_commit`), "unknown" outside git."""
+    from keras_gdfr.provenance import git_commit as commit
 
-    ``GDFR_COMMIT`` overrides it: a copied tree without .git (the GPU machine) is told
-    its version by the command that starts it.
-    """
-    if os.environ.get("GDFR_COMMIT"):
-        return os.environ["GDFR_COMMIT"]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    if not head:
-        return "unknown"
-    return f"uncommitted changes on top of {head}" if dirty else head
+    return commit(short=True) or "unknown"
 
 
 def device_info(backend: str) -> dict:

@@ -19,14 +19,17 @@ import keras_gdfr
 from keras_gdfr import GDFRNet, GDFRNetBackbone, GDFRNetImageClassifier
 from keras_gdfr import presets as P
 from keras_gdfr.predict import predict_files, predict_preset_files
+from keras_gdfr.provenance import git_commit
 from keras_gdfr.saving import load_run_model
+from keras_gdfr.training.events import read_events
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NAME = "tiny_test_cifar10"
+TRAINED_AT = "0123456789abcdef0123456789abcdef01234567"  # the commit the run records (GDFR_COMMIT)
 
 
-def gdfr(*args, timeout=600):
-    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(REPO)}
+def gdfr(*args, timeout=600, **env_extra):
+    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(REPO), **env_extra}
     return subprocess.run([sys.executable, "-m", "keras_gdfr.cli", *map(str, args)], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -37,7 +40,7 @@ def run_dir(tmp_path_factory, cifar10_zip):
     run = tmp_path_factory.mktemp("run") / "run"
     done = gdfr("train", "recipes/cifar10.toml", "--variant", "tiny", "--set", "model.overrides.widths=[8,8,16,16]",
                 "--batch-size", 20, "--data", cifar10_zip, "--limit-train", 20, "--limit-test", 10, "--epochs", 1,
-                "--run-dir", run)
+                "--run-dir", run, GDFR_COMMIT=TRAINED_AT)
     assert done.returncode == 0, done.stderr[-3000:]
     return run
 
@@ -84,7 +87,11 @@ def test_saved_preset_records_the_run(run_dir, preset_dir):
     assert metadata["dataset"] == "cifar10" and metadata["variant"] == "tiny" and metadata["image_size"] == 32
     assert metadata["recipe"] == recipe and metadata["dtype"] == "float32"
     assert metadata["class_names"] == json.loads((run_dir / "class_names.json").read_text())["class_names"]
-    assert len(metadata["commit"]) == 40 and metadata["date_trained"].endswith("Z")
+    # Provenance: the commit the run recorded when it started, and the one that saved the preset.
+    start = next(event for event in read_events(run_dir) if event["event"] == "run_start")
+    assert start["commit"] == TRAINED_AT and start["versions"]["keras"] == keras.__version__
+    assert metadata["commit"] == TRAINED_AT and metadata["commit_saved"] == git_commit()
+    assert metadata["date_trained"].endswith("Z")
     assert metadata["files"] == {name: P.sha256(folder / name) for name in P.CHECKED_FILES}
     # Portable: the configs leave data format and dtype to the loading machine.
     config = json.loads((folder / P.CONFIG_FILE).read_text())["config"]

@@ -14,10 +14,10 @@ import datetime
 import json
 import pathlib
 import shutil
-import subprocess
 import tempfile
 
 from keras_gdfr.presets import NAME_PATTERN, PresetError, sha256
+from keras_gdfr.provenance import git_commit
 
 EVAL_FILE = "eval.json"
 CONVERSION_TOLERANCE = 1e-4
@@ -116,7 +116,8 @@ def _metadata(run_dir: pathlib.Path, recipe, size: int) -> dict:
         "recipe": recipe.to_dict(),
         "run_id": run_dir.resolve().name,
         "date_trained": _date_trained(run_dir),
-        "commit": _commit(),
+        "commit": _commit_trained(run_dir),
+        "commit_saved": git_commit(),
     }
 
 
@@ -145,11 +146,11 @@ def _date_trained(run_dir: pathlib.Path) -> str | None:
     return datetime.datetime.fromtimestamp(ends[-1]["time"], datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _commit() -> str | None:
-    """The git commit of the keras-gdfr source saving the preset (runs do not record theirs)."""
-    source = pathlib.Path(__file__).resolve().parents[2]
-    try:
-        result = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
+def _commit_trained(run_dir: pathlib.Path) -> str | None:
+    """The commit the run recorded when it started (`run_start`'s `commit`); None for runs from before it did."""
+    from keras_gdfr.training.events import EVENTS_FILE, read_events
+
+    if not (run_dir / EVENTS_FILE).is_file():
         return None
-    return (result.stdout.strip() or None) if result.returncode == 0 else None
+    starts = [event for event in read_events(run_dir) if event["event"] == "run_start"]
+    return starts[0].get("commit") if starts else None

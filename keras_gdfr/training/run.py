@@ -28,11 +28,12 @@ import numpy as np
 
 from keras_gdfr.counting import count_model
 from keras_gdfr.data import device_pipeline, pipeline
-from keras_gdfr.data.augment import Augmentation, prepared_nbytes, steps_per_epoch
+from keras_gdfr.data.augment import Augmentation, prepared_nbytes
 from keras_gdfr.data.errors import DataError
 from keras_gdfr.data.sources import load_dataset
 from keras_gdfr.data.split import SplitData
 from keras_gdfr.data.tf_runtime import TensorFlowMissing, tame_if_installed
+from keras_gdfr import provenance
 from keras_gdfr.models import GDFRNet
 from keras_gdfr.saving import save_run_model
 from keras_gdfr.training import checkpoints, distributed
@@ -639,7 +640,8 @@ def _run(recipe, run_dir, resume, events, stop, started) -> RunResult:
         epochs=recipe.train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
         batch_size=recipe.train.batch_size, train_size=len(train_data), test_size=len(test_data),
         class_names=train_data.class_names, data=train_data.description, pid=os.getpid(),
-        pipeline=choice, pipeline_reason=reason, **distributed.current().summary(),
+        pipeline=choice, pipeline_reason=reason, commit=provenance.git_commit(), versions=provenance.versions(),
+        **distributed.current().summary(),
     )
     monitor = None
     epochs_done = initial_epoch

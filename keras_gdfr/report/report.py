@@ -142,7 +142,8 @@ def _section_seeds(runs: list[Run], out_dir: pathlib.Path) -> list[str]:
         "Runs whose recipes are equal but for train.seed (and the run's name) are repeats of one experiment. "
         f"Mean {seeds.PM} std are over the seeds that have a test accuracy (std: the sample standard deviation). "
         f"An ordering of two networks holds beyond the spread when their mean {seeds.PM} std intervals do not "
-        "overlap, the paper's higher network above.",
+        "overlap, the paper's higher network above; with a single seed on either side only the direction is "
+        "given (the spread is unknown).",
         "", seeds.seeds_table(repeated),
     ]
     for name in tables.paper_grid_names():

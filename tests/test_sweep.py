@@ -119,6 +119,19 @@ def test_sweep_command_passes_train_options_through(tmp_path):
     assert second.split() == ["cifar10", "net2", "resume", "gdfr", "train", "--resume", str(runs / "cifar10-net2")]
 
 
+@pytest.mark.parametrize("gpus, says_cpu", [("", True), ("0", False)])
+def test_the_plan_says_when_its_assumed_gpu_figure_meets_a_machine_without_one(tmp_path, monkeypatch, gpus, says_cpu):
+    """No --bench/--tflops and no GPU visible: the plan's wall time is a GPU's, and it says so."""
+    from keras_gdfr.cli import main
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", gpus)
+    result = CliRunner().invoke(main, ["sweep", "recipes/cifar10.toml", "--variants", "net2", "--runs",
+                                       str(tmp_path / "runs"), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    estimate = next(line for line in result.output.splitlines() if line.startswith("estimate:"))
+    assert ("no GPU is visible here" in estimate) is says_cpu and "--bench" in estimate
+
+
 def test_sweep_command_rejects_unknown_variants():
     from keras_gdfr.cli import main
 

@@ -92,6 +92,16 @@ def _parallel(ctx, param, value: str) -> str | int:
     raise click.BadParameter(f"{value!r}: a number of processes (1 or more) or auto")
 
 
+def _assumed_source(engine: str) -> str:
+    """How the plan names the assumed throughput: a GPU's, which a run on this machine's CPU does not reach."""
+    from keras_gdfr.report import sweep as sweeping
+
+    if engine == "local" and not sweeping.visible_gpus():
+        return ("assumed for one data-centre GPU, and no GPU is visible here: on this CPU expect hundreds of "
+                "times longer; `gdfr bench --json > bench.json` then --bench bench.json")
+    return "assumed; --bench FILE to use a measured figure"
+
+
 def _split_recipes(items: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """RECIPES are the leading arguments; from the first option on, they are gdfr train's."""
     for index, item in enumerate(items):
@@ -165,7 +175,7 @@ def sweep(ctx, recipes, table_names, variants, seeds, runs_dir, epochs, data, li
         loaded = sweep_plan.check_recipes(recipes, variants, dict(
             sets=list(sets), epochs=epochs, data=data, limit_train=limit_train, limit_test=limit_test))
         throughput = ((sweep_plan.bench_tflops(bench_file), f"gdfr bench {bench_file}") if bench_file else
-                      (tflops, "--tflops") if tflops else (sweep_plan.ASSUMED_TFLOPS, "assumed; --bench FILE to use a measured figure"))
+                      (tflops, "--tflops") if tflops else (sweep_plan.ASSUMED_TFLOPS, _assumed_source(engine)))
     except sweep_plan.PlanError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)

@@ -5,6 +5,8 @@
   moving-statistics updates (Keras's rule, biased batch variance), same gradients
   (torch), same variables and saved weights, in both channel positions and for
   half-precision inputs. On tensorflow and jax it runs Keras's own code.
+- Called by our layers on torch, BatchNorm skips Keras's `Layer.__call__` (its `call` directly):
+  a GDFRNet trains bit for bit as through `__call__`.
 - A GDFRNet saved before these changes (Keras BatchNorm) loads unchanged.
 - The residual block's stride-2 shortcut (a 1x1 conv of every 2nd pixel) trains
   on torch with odd batch sizes in channels_last (PyTorch 2.13's CPU backward of a
@@ -138,6 +140,45 @@ def test_gdfrnet_weights_saved_with_keras_batchnorm_load(tmp_path, monkeypatch):
         np.testing.assert_array_equal(_numpy(a), _numpy(b))
     x = rng.normal(size=(2, 16, 16, 3)).astype("float32")
     np.testing.assert_allclose(_numpy(mine(x, training=False)), _numpy(theirs(x, training=False)), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not TORCH, reason="the direct call is the torch path")
+def test_direct_call_trains_a_gdfrnet_exactly_as_keras_call(monkeypatch):
+    """BatchNorm called by our layers skips Keras's `Layer.__call__` on torch: three train steps and a
+    prediction give the same weights, moving statistics and outputs, bit for bit, as with `__call__`."""
+    from keras_gdfr import GDFRNet
+    from keras_gdfr.training.optimizer import TorchSGD, compile_for_training
+
+    keras_calls = {"count": 0}
+    layer_call = keras.layers.Layer.__call__
+
+    def counting_layer_call(self, *args, **kwargs):
+        keras_calls["count"] += isinstance(self, B.BatchNorm)
+        return layer_call(self, *args, **kwargs)
+
+    def train(direct: bool):
+        if not direct:
+            monkeypatch.setattr(B.BatchNorm, "__call__", counting_layer_call)  # Keras's __call__, counted
+        keras.utils.set_random_seed(0)
+        model = GDFRNet("tiny", input_shape=(16, 16, 3), num_classes=10, widths=(8, 8, 16, 16))
+        compile_for_training(model, TorchSGD(0.1), jit_compile=False)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((6, 16, 16, 3)).astype("float32")
+        y = np.eye(10, dtype="float32")[rng.integers(0, 10, 6)]
+        model.train_on_batch(x, y)  # the first step also infers shapes on `meta` tensors, through __call__
+        keras_calls["count"] = 0
+        for _ in range(2):
+            model.train_on_batch(x, y)
+        trained_calls = keras_calls["count"]
+        return trained_calls, [keras.ops.convert_to_numpy(w) for w in model.weights] + [model.predict(x, verbose=0)]
+
+    monkeypatch.setattr(keras.layers.Layer, "__call__", counting_layer_call)
+    direct_calls, direct = train(direct=True)
+    reference_calls, reference = train(direct=False)
+    assert direct_calls == 0 and reference_calls > 0  # the train steps bypassed Layer.__call__, the reference did not
+    assert len(direct) == len(reference)
+    for mine, theirs in zip(direct, reference):
+        np.testing.assert_array_equal(mine, theirs)
 
 
 def test_config_round_trip():

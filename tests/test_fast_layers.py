@@ -5,8 +5,8 @@
   moving-statistics updates (Keras's rule, biased batch variance), same gradients
   (torch), same variables and saved weights, in both channel positions and for
   half-precision inputs. On tensorflow and jax it runs Keras's own code.
-- Called by our layers on torch, BatchNorm skips Keras's `Layer.__call__` (its `call` directly):
-  a GDFRNet trains bit for bit as through `__call__`.
+- Called by our modules on torch, BatchNorm and the conv layers skip Keras's `Layer.__call__`
+  (`layers.direct_call`): a GDFRNet trains bit for bit as through `__call__`.
 - A GDFRNet saved before these changes (Keras BatchNorm) loads unchanged.
 - The residual block's stride-2 shortcut (a 1x1 conv of every 2nd pixel) trains
   on torch with odd batch sizes in channels_last (PyTorch 2.13's CPU backward of a
@@ -143,22 +143,25 @@ def test_gdfrnet_weights_saved_with_keras_batchnorm_load(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(not TORCH, reason="the direct call is the torch path")
-def test_direct_call_trains_a_gdfrnet_exactly_as_keras_call(monkeypatch):
-    """BatchNorm called by our layers skips Keras's `Layer.__call__` on torch: three train steps and a
-    prediction give the same weights, moving statistics and outputs, bit for bit, as with `__call__`."""
+def test_direct_calls_train_a_gdfrnet_exactly_as_keras_calls(monkeypatch):
+    """Called by our modules on torch, BatchNorm and the conv layers skip Keras's `Layer.__call__`
+    (`layers.direct_call`): train steps and a prediction give the same weights, moving statistics and
+    outputs, bit for bit, as with every sublayer called through `__call__`."""
     from keras_gdfr import GDFRNet
+    from keras_gdfr.layers import direct_call
     from keras_gdfr.training.optimizer import TorchSGD, compile_for_training
 
-    keras_calls = {"count": 0}
+    wrapped = {"count": 0}
     layer_call = keras.layers.Layer.__call__
 
-    def counting_layer_call(self, *args, **kwargs):
-        keras_calls["count"] += isinstance(self, B.BatchNorm)
+    def counting_layer_call(self, *args, **kwargs):  # sublayers that went through Keras's __call__
+        wrapped["count"] += isinstance(self, (B.BatchNorm, direct_call.DirectCall))
         return layer_call(self, *args, **kwargs)
 
+    monkeypatch.setattr(keras.layers.Layer, "__call__", counting_layer_call)
+
     def train(direct: bool):
-        if not direct:
-            monkeypatch.setattr(B.BatchNorm, "__call__", counting_layer_call)  # Keras's __call__, counted
+        monkeypatch.setattr(direct_call, "DIRECT", direct)
         keras.utils.set_random_seed(0)
         model = GDFRNet("tiny", input_shape=(16, 16, 3), num_classes=10, widths=(8, 8, 16, 16))
         compile_for_training(model, TorchSGD(0.1), jit_compile=False)
@@ -166,16 +169,14 @@ def test_direct_call_trains_a_gdfrnet_exactly_as_keras_call(monkeypatch):
         x = rng.standard_normal((6, 16, 16, 3)).astype("float32")
         y = np.eye(10, dtype="float32")[rng.integers(0, 10, 6)]
         model.train_on_batch(x, y)  # the first step also infers shapes on `meta` tensors, through __call__
-        keras_calls["count"] = 0
+        wrapped["count"] = 0
         for _ in range(2):
             model.train_on_batch(x, y)
-        trained_calls = keras_calls["count"]
-        return trained_calls, [keras.ops.convert_to_numpy(w) for w in model.weights] + [model.predict(x, verbose=0)]
+        return wrapped["count"], [keras.ops.convert_to_numpy(w) for w in model.weights] + [model.predict(x, verbose=0)]
 
-    monkeypatch.setattr(keras.layers.Layer, "__call__", counting_layer_call)
     direct_calls, direct = train(direct=True)
     reference_calls, reference = train(direct=False)
-    assert direct_calls == 0 and reference_calls > 0  # the train steps bypassed Layer.__call__, the reference did not
+    assert direct_calls == 0 and reference_calls > 100  # 2 steps x (43 BatchNorms + 56 convs) through __call__
     assert len(direct) == len(reference)
     for mine, theirs in zip(direct, reference):
         np.testing.assert_array_equal(mine, theirs)

@@ -116,7 +116,7 @@ def torch_kernel_layout(layer: keras.layers.Layer) -> None:
     the same (a `.keras` file from torch loads on jax and tensorflow: tests/test_backends.py);
     assign and load copy values into the buffer, keeping its layout.
     """
-    order = _TORCH_KERNEL_ORDER.get(type(layer))
+    order = next((o for kind, o in _TORCH_KERNEL_ORDER.items() if isinstance(layer, kind)), None)
     if keras.backend.backend() != "torch" or order is None or not layer.built:
         return
     store_in_torch_order(layer.kernel, order)

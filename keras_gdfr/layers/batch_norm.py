@@ -38,6 +38,8 @@ import os
 import keras
 from keras import ops
 
+from keras_gdfr.layers.direct_call import calls_directly
+
 FUSED_TORCH = os.environ.get("GDFR_FUSED_BN", "1") != "0"
 # (layer, inputs) -> outputs for training-mode calls, set by keras_gdfr.training.distributed
 # under torchrun with sync_batchnorm (moments all-reduced over the ranks); None: local moments.
@@ -49,11 +51,10 @@ class BatchNorm(keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization` with a fused PyTorch kernel on the torch backend."""
 
     def __call__(self, inputs, training=None, mask=None, **kwargs):
-        # torch, eager or traced, built, called by our layers with `training` resolved: `call`
-        # directly. Keras's `Layer.__call__` around it (scopes, argument binding, input checks)
-        # cost ~190 us a call on this CPU, ~8 ms of a `tiny` train step (docs/performance.md);
-        # the parent layer's own `__call__` has already cast the inputs and set the autocast scope.
-        if training is not None and mask is None and not kwargs and self.built and self._fused_applies(inputs, None):
+        # Called by our layers with `training` resolved: `call` directly on torch, as the conv
+        # layers of `direct_call` are (Keras's `Layer.__call__` costs ~190 us a BatchNorm here).
+        if training is not None and mask is None and not kwargs and calls_directly(self, inputs) \
+                and self._fused_applies(inputs, None):
             return self.call(inputs, training=training)
         return super().__call__(inputs, training=training, mask=mask, **kwargs)
 

@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_gdfr.layers import _utils as U
+from keras_gdfr.layers.direct_call import DirectConv2D
 
 LAPLACIAN_8 = np.array([[1, 1, 1], [1, -8, 1], [1, 1, 1]], dtype="float64")
 
@@ -81,9 +82,9 @@ class FGCM(keras.layers.Layer):
             autocast=False,  # stays float32 under mixed policies: see `detail`
         )
         U.store_in_torch_order(self.log_kernel, U.DEPTHWISE_TORCH_ORDER)  # no copy per call on torch
-        self.conv1 = keras.layers.Conv2D(channels, 1, use_bias=False, data_format=df, dtype=self.dtype_policy, name="conv1")
+        self.conv1 = DirectConv2D(channels, 1, use_bias=False, data_format=df, dtype=self.dtype_policy, name="conv1")
         self.bn1 = U.batch_norm(df, "bn1", self.dtype_policy)
-        self.conv2 = keras.layers.Conv2D(channels, 1, use_bias=False, data_format=df, dtype=self.dtype_policy, name="conv2")
+        self.conv2 = DirectConv2D(channels, 1, use_bias=False, data_format=df, dtype=self.dtype_policy, name="conv2")
         self.bn2 = U.batch_norm(df, "bn2", self.dtype_policy)
         for layer in (self.conv1, self.bn1, self.conv2, self.bn2):
             U.build_sublayer(layer, input_shape)

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_gdfr.layers import _utils as U
+from keras_gdfr.layers.direct_call import DirectConv2D
 
 SIMILARITY_MODES = ("global", "local")
 
@@ -50,14 +51,14 @@ class FOM(keras.layers.Layer):
         channels = U.channels_of(high_shape, df)
         self.project = self.project_bn = None
         if U.channels_of(low_shape, df) != channels:
-            self.project = keras.layers.Conv2D(channels, 1, use_bias=False, data_format=df, dtype=self.dtype_policy, name="project")
+            self.project = DirectConv2D(channels, 1, use_bias=False, data_format=df, dtype=self.dtype_policy, name="project")
             self.project_bn = U.batch_norm(df, "project_bn", self.dtype_policy)
             low_shape = U.build_sublayer(self.project, low_shape)
             U.build_sublayer(self.project_bn, low_shape)
         half = max(1, channels // 2)
-        self.conv_high = keras.layers.Conv2D(half, 3, padding="same", data_format=df, dtype=self.dtype_policy, name="conv_high")
-        self.conv_low = keras.layers.Conv2D(half, 3, padding="same", data_format=df, dtype=self.dtype_policy, name="conv_low")
-        self.refine = keras.layers.Conv2D(1, 7, padding="same", data_format=df, dtype=self.dtype_policy, name="refine")
+        self.conv_high = DirectConv2D(half, 3, padding="same", data_format=df, dtype=self.dtype_policy, name="conv_high")
+        self.conv_low = DirectConv2D(half, 3, padding="same", data_format=df, dtype=self.dtype_policy, name="conv_low")
+        self.refine = DirectConv2D(1, 7, padding="same", data_format=df, dtype=self.dtype_policy, name="refine")
         U.build_sublayer(self.conv_high, high_shape)
         U.build_sublayer(self.conv_low, low_shape)
         prior_channels = 2 if self.similarity == "global" else 1

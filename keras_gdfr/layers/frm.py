@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_gdfr.layers import _utils as U
+from keras_gdfr.layers.direct_call import DirectConv2D, DirectConv2DTranspose, DirectDepthwiseConv2D
 
 UPSAMPLE_MODES = ("transposed", "bilinear")
 DOWNSAMPLE_MODES = ("depthwise", "dense")
@@ -84,17 +85,17 @@ class FRM(keras.layers.Layer):
 
         # Branch 1: reconstruction.
         if self.downsample == "depthwise":
-            self.down = keras.layers.DepthwiseConv2D(3, strides=2, name="down", **conv_args)
+            self.down = DirectDepthwiseConv2D(3, strides=2, name="down", **conv_args)
         else:
-            self.down = keras.layers.Conv2D(channels, 3, strides=2, name="down", **conv_args)
+            self.down = DirectConv2D(channels, 3, strides=2, name="down", **conv_args)
         self.down_bn = U.batch_norm(df, "down_bn", self.dtype_policy)
-        self.squeeze = keras.layers.Conv2D(max(1, channels // 2), 1, name="squeeze", **conv_args)
+        self.squeeze = DirectConv2D(max(1, channels // 2), 1, name="squeeze", **conv_args)
         self.squeeze_bn = U.batch_norm(df, "squeeze_bn", self.dtype_policy)
-        self.expand = keras.layers.Conv2D(channels, 1, name="expand", **conv_args)
+        self.expand = DirectConv2D(channels, 1, name="expand", **conv_args)
         self.expand_bn = U.batch_norm(df, "expand_bn", self.dtype_policy)
         self.up = None
         if self.upsample == "transposed":
-            self.up = keras.layers.Conv2DTranspose(
+            self.up = DirectConv2DTranspose(
                 channels, self.upsample_kernel, strides=2, name="up", **conv_args
             )
         self.up_bn = U.batch_norm(df, "up_bn", self.dtype_policy)
@@ -111,10 +112,10 @@ class FRM(keras.layers.Layer):
 
         # Branches 2-3: direction-aware attention.
         mid = max(1, channels // self.reduction)
-        self.attn_reduce = keras.layers.Conv2D(mid, 1, name="attn_reduce", **conv_args)
+        self.attn_reduce = DirectConv2D(mid, 1, name="attn_reduce", **conv_args)
         self.attn_bn = U.batch_norm(df, "attn_bn", self.dtype_policy)
-        self.attn_h = keras.layers.Conv2D(channels, 1, data_format=df, dtype=self.dtype_policy, name="attn_h")
-        self.attn_w = keras.layers.Conv2D(channels, 1, data_format=df, dtype=self.dtype_policy, name="attn_w")
+        self.attn_h = DirectConv2D(channels, 1, data_format=df, dtype=self.dtype_policy, name="attn_h")
+        self.attn_w = DirectConv2D(channels, 1, data_format=df, dtype=self.dtype_policy, name="attn_w")
         joined = U.with_spatial(input_shape, None if height is None or width is None else height + width, 1, df)
         shape = U.build_sublayer(self.attn_reduce, joined)
         U.build_sublayer(self.attn_bn, shape)

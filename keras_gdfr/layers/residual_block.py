@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_gdfr.layers import _utils as U
+from keras_gdfr.layers.direct_call import DirectConv2D
 
 
 @keras.saving.register_keras_serializable(package="keras_gdfr")
@@ -44,11 +45,11 @@ class ResidualBlock(keras.layers.Layer):
         # (no padded copy). Stride 2: explicit symmetric padding, then "valid" (see
         # `U.pad_spatial`: Keras's "same" would pad only at the end).
         conv1_padding = "same" if self.strides == 1 else "valid"
-        self.conv1 = keras.layers.Conv2D(
+        self.conv1 = DirectConv2D(
             self.filters, 3, strides=self.strides, padding=conv1_padding, name="conv1", **conv_args
         )
         self.bn1 = U.batch_norm(df, "bn1", self.dtype_policy)
-        self.conv2 = keras.layers.Conv2D(self.filters, 3, padding="same", name="conv2", **conv_args)
+        self.conv2 = DirectConv2D(self.filters, 3, padding="same", name="conv2", **conv_args)
         self.bn2 = U.batch_norm(df, "bn2", self.dtype_policy)
         shape = U.build_sublayer(self.conv1, self.conv1_input_shape(input_shape))
         U.build_sublayer(self.bn1, shape)
@@ -60,7 +61,7 @@ class ResidualBlock(keras.layers.Layer):
             # slicing (same weights, same result). PyTorch 2.13's CPU (oneDNN) backward of
             # a strided 1x1 conv on channels_last memory crashes (SIGSEGV) for odd batch
             # sizes, and Keras's channels_last convs on torch use that memory format.
-            self.shortcut = keras.layers.Conv2D(self.filters, 1, name="shortcut", **conv_args)
+            self.shortcut = DirectConv2D(self.filters, 1, name="shortcut", **conv_args)
             self.shortcut_bn = U.batch_norm(df, "shortcut_bn", self.dtype_policy)
             shape = U.build_sublayer(self.shortcut, self._subsampled_shape(input_shape))
             U.build_sublayer(self.shortcut_bn, shape)

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_gdfr.layers import _utils as U
+from keras_gdfr.layers.direct_call import DirectConv2D, DirectDepthwiseConv2D
 
 
 @keras.saving.register_keras_serializable(package="keras_gdfr")
@@ -28,9 +29,9 @@ class SeparableDown(keras.layers.Layer):
 
     def build(self, input_shape):
         df = self.data_format
-        self.depthwise = keras.layers.DepthwiseConv2D(3, strides=2, use_bias=False, data_format=df, dtype=self.dtype_policy, name="depthwise")
+        self.depthwise = DirectDepthwiseConv2D(3, strides=2, use_bias=False, data_format=df, dtype=self.dtype_policy, name="depthwise")
         self.depthwise_bn = U.batch_norm(df, "depthwise_bn", self.dtype_policy)
-        self.pointwise = keras.layers.Conv2D(self.filters, 1, use_bias=False, data_format=df, dtype=self.dtype_policy, name="pointwise")
+        self.pointwise = DirectConv2D(self.filters, 1, use_bias=False, data_format=df, dtype=self.dtype_policy, name="pointwise")
         self.pointwise_bn = U.batch_norm(df, "pointwise_bn", self.dtype_policy)
         shape = U.build_sublayer(self.depthwise, U.padded_shape(input_shape, 1, df))
         U.build_sublayer(self.depthwise_bn, shape)

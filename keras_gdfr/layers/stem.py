@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_gdfr.layers import _utils as U
+from keras_gdfr.layers.direct_call import DirectConv2D
 
 STEM_KINDS = ("3x3", "7x7")
 
@@ -46,7 +47,7 @@ class Stem(keras.layers.Layer):
         kernel, stride, pad = self._kernel_stride_pad
         # 3x3 stride 1: "same" is PyTorch's symmetric padding, inside the conv (no padded
         # copy); 7x7 stride 2: explicit symmetric padding, then "valid".
-        self.conv = keras.layers.Conv2D(
+        self.conv = DirectConv2D(
             self.filters, kernel, strides=stride, padding="same" if stride == 1 else "valid",
             use_bias=False, data_format=df, dtype=self.dtype_policy, name="conv",
         )

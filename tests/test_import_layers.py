@@ -19,7 +19,7 @@ PACKAGES = ("keras_gdfr", "launcher")
 # Lowest first; a module may import its own layer and the ones below. The longest
 # matching prefix decides. The facts tables are plain Python every layer reads.
 LAYERS = [
-    ("facts", ("keras_gdfr", "keras_gdfr.variants", "keras_gdfr.data.specs", "keras_gdfr.atomic")),
+    ("facts", ("keras_gdfr", "keras_gdfr.variants", "keras_gdfr.data.specs", "keras_gdfr.atomic", "keras_gdfr.provenance")),
     ("layers", ("keras_gdfr.layers",)),
     ("models", ("keras_gdfr.models", "keras_gdfr.counting", "keras_gdfr.presets")),
     ("data", ("keras_gdfr.data",)),

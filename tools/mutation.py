@@ -182,8 +182,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "eq. 29: F = M * Up(F_l) + (1 - M) * F_h",
            ("@layers",)),
     Mutant("fom-refine-kernel-3", L + "fom.py",
-           "keras.layers.Conv2D(1, 7, padding=\"same\"",
-           "keras.layers.Conv2D(1, 3, padding=\"same\"",
+           "DirectConv2D(1, 7, padding=\"same\"",
+           "DirectConv2D(1, 3, padding=\"same\"",
            "eq. 28: the similarity refinement is a 7x7 conv",
            ("@layers", "@model")),
     # --- FGCM (eqs. 15-23) ------------------------------------------------------------

@@ -148,9 +148,7 @@ def _date_trained(run_dir: pathlib.Path) -> str | None:
 
 def _commit_trained(run_dir: pathlib.Path) -> str | None:
     """The commit the run recorded when it started (`run_start`'s `commit`); None for runs from before it did."""
-    from keras_gdfr.training.events import EVENTS_FILE, read_events
+    from keras_gdfr.training.events import first_run_start
 
-    if not (run_dir / EVENTS_FILE).is_file():
-        return None
-    starts = [event for event in read_events(run_dir) if event["event"] == "run_start"]
-    return starts[0].get("commit") if starts else None
+    start = first_run_start(run_dir)
+    return start.get("commit") if start else None

@@ -54,14 +54,7 @@ def frrb_line(block, x) -> str:
 def fom_line(fom, high, low) -> str:
     from keras import ops
 
-    from keras_gdfr.layers import _utils as U
-
-    df = fom.data_format
-    if fom.project is not None:
-        low = fom.project_bn(fom.project(low), training=True)
-    axis = U.channel_axis(df)
-    size = U.spatial_size(ops.shape(high), df)
-    logits = ops.sum(fom._upsample(fom.conv_low(low), size) * fom.conv_high(high), axis=axis, keepdims=True)
+    logits = fom.similarity_logits(high, fom.project_low(low, True))
     mix = ops.sigmoid(fom.refine(fom._prior(ops.sigmoid(logits))))
     logits = np.abs(np.asarray(ops.convert_to_numpy(logits)))
     mix = np.asarray(ops.convert_to_numpy(mix))

@@ -67,15 +67,25 @@ class FOM(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         f_high, f_low = inputs
-        df = self.data_format
-        size = U.spatial_size(ops.shape(f_high), df)
-        if self.project is not None:
-            f_low = self.project_bn(self.project(f_low), training=training)
+        size = U.spatial_size(ops.shape(f_high), self.data_format)
+        f_low = self.project_low(f_low, training)
+        m_sim2 = ops.sigmoid(self.refine(self._prior(ops.sigmoid(self.similarity_logits(f_high, f_low)))))
+        return m_sim2 * self._upsample(f_low, size) + (1.0 - m_sim2) * f_high
+
+    def project_low(self, f_low, training=None):
+        """F_l at F_h's width (1x1 conv + BN), or as it is when the widths agree."""
+        if self.project is None:
+            return f_low
+        return self.project_bn(self.project(f_low), training=training)
+
+    def similarity_logits(self, f_high, f_low):
+        """Eq. 24 before its sigmoid: sum over channels of Up(conv3x3(F_l)) * conv3x3(F_h), one channel.
+
+        `f_low` already projected (`project_low`)."""
+        size = U.spatial_size(ops.shape(f_high), self.data_format)
         low_star = self._upsample(self.conv_low(f_low), size)
         high_star = self.conv_high(f_high)
-        m_sim1 = ops.sigmoid(ops.sum(low_star * high_star, axis=U.channel_axis(df), keepdims=True))
-        m_sim2 = ops.sigmoid(self.refine(self._prior(m_sim1)))
-        return m_sim2 * self._upsample(f_low, size) + (1.0 - m_sim2) * f_high
+        return ops.sum(low_star * high_star, axis=U.channel_axis(self.data_format), keepdims=True)
 
     def _prior(self, m_sim1):
         """The refinement conv's input: eqs. 25-28 (global) or M_sim1 (local)."""

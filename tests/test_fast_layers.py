@@ -6,7 +6,10 @@
   (torch), same variables and saved weights, in both channel positions and for
   half-precision inputs. On tensorflow and jax it runs Keras's own code.
 - Called by our modules on torch, BatchNorm and the conv layers skip Keras's `Layer.__call__`
-  (`layers.direct_call`): a GDFRNet trains bit for bit as through `__call__`.
+  (`layers.direct_call`): a GDFRNet trains bit for bit as through `__call__`; and each conv run as
+  PyTorch's own op (symmetric padding and transposed-conv cropping inside the op) gives Keras's
+  op's output and input gradient bit for bit on the same input (kernel gradients to float32
+  rounding), in both data formats.
 - A GDFRNet saved before these changes (Keras BatchNorm) loads unchanged.
 - The residual block's stride-2 shortcut (a 1x1 conv of every 2nd pixel) trains
   on torch with odd batch sizes in channels_last (PyTorch 2.13's CPU backward of a
@@ -160,6 +163,8 @@ def test_direct_calls_train_a_gdfrnet_exactly_as_keras_calls(monkeypatch):
 
     monkeypatch.setattr(keras.layers.Layer, "__call__", counting_layer_call)
 
+    monkeypatch.setattr(direct_call, "FUNCTIONAL", False)  # Keras's `call`: PyTorch's ops are the next test's
+
     def train(direct: bool):
         monkeypatch.setattr(direct_call, "DIRECT", direct)
         keras.utils.set_random_seed(0)
@@ -180,6 +185,72 @@ def test_direct_calls_train_a_gdfrnet_exactly_as_keras_calls(monkeypatch):
     assert len(direct) == len(reference)
     for mine, theirs in zip(direct, reference):
         np.testing.assert_array_equal(mine, theirs)
+
+
+@pytest.mark.skipif(not TORCH, reason="PyTorch's conv ops are the torch path")
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+def test_every_conv_run_as_a_torch_op_equals_keras_op(monkeypatch, data_format):
+    """Every conv of a GDFRNet forward in training runs as PyTorch's op (`torch_call`), and on the
+    input it got, its output and input gradient equal Keras's op bit for bit (the kernel gradient to
+    float32 rounding):
+    `call` for "same"/"valid", `call` of the explicitly padded input where the op padded itself
+    (stride 2), Keras's transposed conv cropped by (k - 2) / 2 where PyTorch cropped inside.
+    An odd size (15 px) makes the transposed convs crop an extra row and column."""
+    import torch
+
+    from keras_gdfr import GDFRNet
+    from keras_gdfr.layers import _utils as U
+    from keras_gdfr.layers import direct_call as D
+
+    calls = []
+    torch_calls = {cls: cls.torch_call for cls in (D.DirectCall, D.DirectConv2DTranspose)}
+    for cls, torch_call in torch_calls.items():
+        def recording(self, x, padding, _torch_call=torch_call):
+            calls.append((self, x.detach().clone(), padding))
+            return _torch_call(self, x, padding)
+        monkeypatch.setattr(cls, "torch_call", recording)
+    keras.utils.set_random_seed(0)
+    shape = (15, 15, 3) if data_format == "channels_last" else (3, 15, 15)
+    model = GDFRNet("tiny", input_shape=shape, num_classes=10, widths=(8, 8, 16, 16), data_format=data_format)
+    model(np.random.default_rng(0).standard_normal((3,) + shape).astype("float32"), training=True)
+    for cls, torch_call in torch_calls.items():
+        monkeypatch.setattr(cls, "torch_call", torch_call)
+    n_convs = sum(isinstance(layer, D.DirectCall) for layer in model._flatten_layers())
+    assert n_convs > 50 and len(calls) == n_convs  # every conv, once
+
+    def crop(y, start, like):
+        h, w = U.spatial_size(like.shape, data_format)
+        return y[:, start:start + h, start:start + w] if data_format == "channels_last" else y[..., start:start + h, start:start + w]
+
+    def keras_op(layer, x, padding):
+        if isinstance(layer, D.DirectConv2DTranspose):
+            return lambda x: crop(layer.call(x), padding, layer.torch_call(x, padding))
+        if padding != layer._same_padding():
+            return lambda x: layer.call(U.pad_spatial(x, padding, data_format))
+        return layer.call
+
+    padded = cropped = 0
+    for layer, x, padding in calls:
+        results = []
+        for op in (lambda x: layer.torch_call(x, padding), keras_op(layer, x, padding)):
+            x_in = x.clone().requires_grad_(True)
+            y = op(x_in)
+            cotangent = torch.linspace(-1.0, 1.0, y.numel()).reshape(y.shape)
+            kernel_grad, input_grad = torch.autograd.grad((y * cotangent).sum(), [layer.kernel.value, x_in])
+            results.append((y.detach(), input_grad, kernel_grad))
+        (y, input_grad, kernel_grad), (keras_y, keras_input_grad, keras_kernel_grad) = results
+        assert torch.equal(y, keras_y) and torch.equal(input_grad, keras_input_grad), (layer.path, padding)
+        # The kernel gradient sums the same products, in PyTorch's order for its own padding: equal, or (the
+        # depthwise stride-2 conv on stage 4's 2x2 map) one float32 rounding apart.
+        torch.testing.assert_close(kernel_grad, keras_kernel_grad, rtol=0, atol=1e-6 * float(keras_kernel_grad.abs().max()))
+        if isinstance(layer, D.DirectConv2DTranspose):
+            assert padding == (layer.kernel_size[0] - 2) // 2  # Table 3's padding (k - 2) / 2
+            cropped += 1
+        elif padding != layer._same_padding():
+            assert padding == layer.kernel_size[0] // 2 and layer.strides == (2, 2)  # PyTorch's symmetric padding
+            padded += 1
+    # Among them: the stride-2 convs (3 blocks, 4 FRMs, 3 branch steps) and every FRM's transposed conv.
+    assert padded == 10 and cropped == sum(isinstance(layer, D.DirectConv2DTranspose) for layer in model._flatten_layers()) == 4
 
 
 def test_config_round_trip():

@@ -74,6 +74,17 @@ def pad_spatial(x, pad: int, data_format: str):
     return ops.pad(x, widths)
 
 
+def conv_padded(conv, x, pad: int, data_format: str):
+    """`conv(pad_spatial(x, pad))` for a `"valid"` conv layer of `direct_call`.
+
+    On torch's direct path the convolution pads symmetrically itself (PyTorch's `padding=`):
+    the same sums, no padded copy of the activation forward and no slice of its gradient backward.
+    """
+    if conv.runs_torch_op(x):
+        return conv.torch_call(x, pad)
+    return conv(pad_spatial(x, pad, data_format))
+
+
 def batch_norm(data_format: str, name: str, dtype=None) -> keras.layers.BatchNormalization:
     """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here, eps 1e-5).
 

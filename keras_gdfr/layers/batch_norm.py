@@ -84,9 +84,8 @@ class BatchNorm(keras.layers.BatchNormalization):
             y = F.batch_norm(x, batch_mean, batch_var, gamma, beta, training=True, momentum=1.0, eps=self.epsilon)
             with torch.no_grad():
                 biased_var = batch_var * ((count - 1) / count)
-                momentum = self.momentum
-                self.moving_mean.assign(self.moving_mean.value * momentum + batch_mean * (1.0 - momentum))
-                self.moving_variance.assign(self.moving_variance.value * momentum + biased_var * (1.0 - momentum))
+                _update_moving(self.moving_mean, batch_mean, self.momentum)
+                _update_moving(self.moving_variance, biased_var, self.momentum)
         else:
             y = F.batch_norm(
                 x, self.moving_mean.value, self.moving_variance.value, gamma, beta,
@@ -104,3 +103,19 @@ class BatchNorm(keras.layers.BatchNormalization):
         import torch
 
         return isinstance(inputs, torch.Tensor) and inputs.dtype.is_floating_point and inputs.device.type != "meta"
+
+
+def _update_moving(variable, batch_value, momentum: float) -> None:
+    """Keras's rule `moving = momentum * moving + (1 - momentum) * batch`, in Keras's ops and rounding.
+
+    Eager, the result is copied into the variable's tensor as `Variable.assign` would, without its
+    conversions and checks (~10 us a call here); under a stateless scope (the compiled step's
+    trace) `assign` records the update instead, so it goes through `assign` there.
+    """
+    from keras.src.backend.common.stateless_scope import in_stateless_scope
+
+    updated = variable.value * momentum + batch_value * (1.0 - momentum)
+    if in_stateless_scope():
+        variable.assign(updated)
+    else:
+        variable.value.copy_(updated)

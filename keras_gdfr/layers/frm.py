@@ -130,15 +130,21 @@ class FRM(keras.layers.Layer):
         """Branch 1 (eqs. 2-5): X1, same shape as `x`."""
         df = self.data_format
         height, width = U.spatial_size(ops.shape(x), df)
-        y = self.down(U.pad_spatial(x, 1, df))
-        y = ops.relu(self.down_bn(y, training=training))
+        y = ops.relu(self.down_bn(U.conv_padded(self.down, x, 1, df), training=training))
         y = ops.relu(self.squeeze_bn(self.squeeze(y), training=training))
         y = ops.relu(self.expand_bn(self.expand(y), training=training))
         if self.up is None:
             y = ops.image.resize(y, (height, width), interpolation="bilinear", data_format=df)
         else:
-            y = self._crop(self.up(y), (self.upsample_kernel - 2) // 2, height, width)
+            y = self._upsample(y, height, width)
         return ops.relu(self.up_bn(y, training=training))
+
+    def _upsample(self, y, height, width):
+        """Eq. 5's transposed conv with padding (k-2)/2, as in PyTorch: the full output cropped."""
+        crop = (self.upsample_kernel - 2) // 2
+        if self.up.runs_torch_op(y):  # PyTorch's padding drops the border inside the op
+            return self._crop(self.up.torch_call(y, crop), 0, height, width)
+        return self._crop(self.up(y), crop, height, width)
 
     def attend(self, x, training=None):
         """Branches 2-3 (eqs. 6-11): X2 = X * A_w * A_h."""

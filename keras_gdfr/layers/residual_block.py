@@ -79,9 +79,8 @@ class ResidualBlock(keras.layers.Layer):
         return U.padded_shape(input_shape, 1, self.data_format)
 
     def first_conv(self, x, training=None):
-        if self.strides != 1:
-            x = U.pad_spatial(x, 1, self.data_format)
-        return ops.relu(self.bn1(self.conv1(x), training=training))
+        y = self.conv1(x) if self.strides == 1 else U.conv_padded(self.conv1, x, 1, self.data_format)
+        return ops.relu(self.bn1(y, training=training))
 
     def second_conv(self, x, training=None):
         return self.bn2(self.conv2(x), training=training)

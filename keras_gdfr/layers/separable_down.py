@@ -40,7 +40,7 @@ class SeparableDown(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs, training=None):
-        x = self.depthwise(U.pad_spatial(inputs, 1, self.data_format))
+        x = U.conv_padded(self.depthwise, inputs, 1, self.data_format)
         x = ops.relu(self.depthwise_bn(x, training=training))
         return ops.relu(self.pointwise_bn(self.pointwise(x), training=training))
 

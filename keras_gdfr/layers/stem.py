@@ -59,8 +59,8 @@ class Stem(keras.layers.Layer):
     def call(self, inputs, training=None):
         df = self.data_format
         _, stride, pad = self._kernel_stride_pad
-        x = inputs if stride == 1 else U.pad_spatial(inputs, pad, df)
-        x = ops.relu(self.bn(self.conv(x), training=training))
+        x = self.conv(inputs) if stride == 1 else U.conv_padded(self.conv, inputs, pad, df)
+        x = ops.relu(self.bn(x, training=training))
         if self.kind == "7x7":
             # Zero padding equals PyTorch's -inf padding here: the input is post-ReLU.
             x = ops.max_pool(U.pad_spatial(x, 1, df), 3, strides=2, padding="valid", data_format=df)

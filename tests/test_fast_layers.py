@@ -8,8 +8,8 @@
 - Called by our modules on torch, BatchNorm and the conv layers skip Keras's `Layer.__call__`
   (`layers.direct_call`): a GDFRNet trains bit for bit as through `__call__`; and each conv run as
   PyTorch's own op (symmetric padding and transposed-conv cropping inside the op) gives Keras's
-  op's output and input gradient bit for bit on the same input (kernel gradients to float32
-  rounding), in both data formats.
+  op's output and input gradient bit for bit on the same input (kernel gradients and biased
+  convs to float32 rounding), in both data formats.
 - A GDFRNet saved before these changes (Keras BatchNorm) loads unchanged.
 - The residual block's stride-2 shortcut (a 1x1 conv of every 2nd pixel) trains
   on torch with odd batch sizes in channels_last (PyTorch 2.13's CPU backward of a
@@ -151,14 +151,14 @@ def test_direct_calls_train_a_gdfrnet_exactly_as_keras_calls(monkeypatch):
     (`layers.direct_call`): train steps and a prediction give the same weights, moving statistics and
     outputs, bit for bit, as with every sublayer called through `__call__`."""
     from keras_gdfr import GDFRNet
-    from keras_gdfr.layers import direct_call
+    from keras_gdfr.layers import FRM, direct_call
     from keras_gdfr.training.optimizer import TorchSGD, compile_for_training
 
     wrapped = {"count": 0}
     layer_call = keras.layers.Layer.__call__
 
     def counting_layer_call(self, *args, **kwargs):  # sublayers that went through Keras's __call__
-        wrapped["count"] += isinstance(self, (B.BatchNorm, direct_call.DirectCall))
+        wrapped["count"] += isinstance(self, (B.BatchNorm, direct_call.DirectCall, FRM))
         return layer_call(self, *args, **kwargs)
 
     monkeypatch.setattr(keras.layers.Layer, "__call__", counting_layer_call)
@@ -181,7 +181,7 @@ def test_direct_calls_train_a_gdfrnet_exactly_as_keras_calls(monkeypatch):
 
     direct_calls, direct = train(direct=True)
     reference_calls, reference = train(direct=False)
-    assert direct_calls == 0 and reference_calls > 100  # 2 steps x (43 BatchNorms + 56 convs) through __call__
+    assert direct_calls == 0 and reference_calls > 100  # 2 steps x (43 BatchNorms + 56 convs + 4 FRMs) through __call__
     assert len(direct) == len(reference)
     for mine, theirs in zip(direct, reference):
         np.testing.assert_array_equal(mine, theirs)
@@ -191,8 +191,8 @@ def test_direct_calls_train_a_gdfrnet_exactly_as_keras_calls(monkeypatch):
 @pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
 def test_every_conv_run_as_a_torch_op_equals_keras_op(monkeypatch, data_format):
     """Every conv of a GDFRNet forward in training runs as PyTorch's op (`torch_call`), and on the
-    input it got, its output and input gradient equal Keras's op bit for bit (the kernel gradient to
-    float32 rounding):
+    input it got, its output and input gradient equal Keras's op bit for bit (kernel gradients, and
+    convs with a bias, which PyTorch adds inside the op, to float32 rounding):
     `call` for "same"/"valid", `call` of the explicitly padded input where the op padded itself
     (stride 2), Keras's transposed conv cropped by (k - 2) / 2 where PyTorch cropped inside.
     An odd size (15 px) makes the transposed convs crop an extra row and column."""
@@ -229,7 +229,7 @@ def test_every_conv_run_as_a_torch_op_equals_keras_op(monkeypatch, data_format):
             return lambda x: layer.call(U.pad_spatial(x, padding, data_format))
         return layer.call
 
-    padded = cropped = 0
+    padded = cropped = biased = 0
     for layer, x, padding in calls:
         results = []
         for op in (lambda x: layer.torch_call(x, padding), keras_op(layer, x, padding)):
@@ -239,7 +239,12 @@ def test_every_conv_run_as_a_torch_op_equals_keras_op(monkeypatch, data_format):
             kernel_grad, input_grad = torch.autograd.grad((y * cotangent).sum(), [layer.kernel.value, x_in])
             results.append((y.detach(), input_grad, kernel_grad))
         (y, input_grad, kernel_grad), (keras_y, keras_input_grad, keras_kernel_grad) = results
-        assert torch.equal(y, keras_y) and torch.equal(input_grad, keras_input_grad), (layer.path, padding)
+        if layer.use_bias:  # added inside PyTorch's op, after the conv in Keras's: float32 rounding apart
+            torch.testing.assert_close(y, keras_y, rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(input_grad, keras_input_grad, rtol=1e-6, atol=1e-6)
+            biased += 1
+        else:
+            assert torch.equal(y, keras_y) and torch.equal(input_grad, keras_input_grad), (layer.path, padding)
         # The kernel gradient sums the same products, in PyTorch's order for its own padding: equal, or (the
         # depthwise stride-2 conv on stage 4's 2x2 map) one float32 rounding apart.
         torch.testing.assert_close(kernel_grad, keras_kernel_grad, rtol=0, atol=1e-6 * float(keras_kernel_grad.abs().max()))
@@ -250,6 +255,7 @@ def test_every_conv_run_as_a_torch_op_equals_keras_op(monkeypatch, data_format):
             assert padding == layer.kernel_size[0] // 2 and layer.strides == (2, 2)  # PyTorch's symmetric padding
             padded += 1
     # Among them: the stride-2 convs (3 blocks, 4 FRMs, 3 branch steps) and every FRM's transposed conv.
+    assert biased == sum(isinstance(layer, D.DirectCall) and layer.use_bias for layer in model._flatten_layers()) > 0
     assert padded == 10 and cropped == sum(isinstance(layer, D.DirectConv2DTranspose) for layer in model._flatten_layers()) == 4
 
 

@@ -109,15 +109,15 @@ MUTANTS: tuple[Mutant, ...] = (
            "gdfr train compiles plain cross-entropy: the paper's label smoothing 0.1 (Table 2) is lost",
            ("@train",)),
     Mutant("frrb-frm-after-add", L + "frrb.py",
-           "        if position == \"C\":\n            y = self.frm(y, training=training)\n"
+           "        if position == \"C\":\n            y = self.frm_features(y, training)\n"
            "        shortcut = self.shortcut_features(inputs, training)\n",
            "        shortcut = self.shortcut_features(inputs, training)\n"
-           "        if position == \"C\":\n            return ops.relu(self.frm(y + shortcut, training=training))\n",
+           "        if position == \"C\":\n            return ops.relu(self.frm_features(y + shortcut, training))\n",
            "eq. 14: H(x) = M(F(x)) + x, FRM before the residual addition, not after it",
            ("@twin",)),
     Mutant("frrb-d-as-c", L + "frrb.py",
-           "        if position == \"D\":\n            shortcut = self.frm(shortcut, training=training)\n",
-           "        if position == \"D\":\n            y = self.frm(y, training=training)\n",
+           "        if position == \"D\":\n            shortcut = self.frm_features(shortcut, training)\n",
+           "        if position == \"D\":\n            y = self.frm_features(y, training)\n",
            "Table 4 scheme D puts FRM on the shortcut path, not after the second conv (scheme C)",
            ("@twin",)),
     Mutant("frrb-final-relu", L + "frrb.py",

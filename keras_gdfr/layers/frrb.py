@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_gdfr.layers.direct_call import calls_directly
 from keras_gdfr.layers.frm import FRM
 from keras_gdfr.layers.residual_block import ResidualBlock
 
@@ -69,17 +70,24 @@ class FRRB(ResidualBlock):
 
     def call(self, inputs, training=None):
         position = self.frm_position
-        x = self.frm(inputs, training=training) if position == "A" else inputs
+        x = self.frm_features(inputs, training) if position == "A" else inputs
         y = self.first_conv(x, training)
         if position == "B":
-            y = self.frm(y, training=training)
+            y = self.frm_features(y, training)
         y = self.second_conv(y, training)
         if position == "C":
-            y = self.frm(y, training=training)
+            y = self.frm_features(y, training)
         shortcut = self.shortcut_features(inputs, training)
         if position == "D":
-            shortcut = self.frm(shortcut, training=training)
+            shortcut = self.frm_features(shortcut, training)
         return ops.relu(y + shortcut)
+
+    def frm_features(self, x, training=None):
+        """M(x): the block's FRM. On torch its `call` runs directly (`layers.direct_call`): this block's
+        `__call__` has already cast, scoped and resolved `training` for it (~100 us a call saved)."""
+        if calls_directly(self.frm, x):
+            return self.frm.call(x, training=training)
+        return self.frm(x, training=training)
 
     def get_config(self):
         config = super().get_config()

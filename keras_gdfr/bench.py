@@ -226,10 +226,11 @@ def format_table(result: dict) -> str:
         rows.append(("tf.data pipeline", f"{num(result['pipeline_img_s'])} img/s"
                      + (f" ({result['pipeline_note']})" if result.get("pipeline_note") else "")))
     if "keras_native_ratio" in result:
-        rows.append(("Keras / native", f"{result['keras_native_ratio']:.2f}x throughput (Keras {num(result['keras_img_s'])}"
+        rows.append(("Keras / native", f"{result['keras_native_ratio']:.3f}x throughput (Keras {num(result['keras_img_s'])}"
                      f" img/s, native PyTorch {num(result['native_img_s'])} img/s; {result['against_variant']}, batch "
                      f"{result['against_batch']}, {'compiled' if result['against_jit'] else 'eager'}"
-                     f"{', foreach SGD' if result.get('against_foreach_sgd') else ''}, interleaved, "
+                     f"{', foreach SGD' if result.get('against_foreach_sgd') else ''}, "
+                     f"{'train_on_batch' if result.get('against_keras_call') == 'train_on_batch' else 'fit steps'}, interleaved, "
                      f"median of {result['against_rounds']} rounds x {result['against_steps']} steps)"))
     rows.append(("load average", " ".join(f"{v:.2f}" for v in result["load_avg_start"]) + " (start)"))
     rows.append(("commit, date", f"{result['commit']}, {result['date']}"))

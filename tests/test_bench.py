@@ -83,8 +83,16 @@ def test_against_native_prints_the_ratio():
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["against"] == "native" and result["against_batch"] == 4
+    assert result["against_keras_call"] == "fit"  # the step fit (gdfr train) makes, not train_on_batch
     assert result["keras_native_ratio"] == pytest.approx(result["keras_img_s"] / result["native_img_s"])
     assert result["keras_img_s"] > 0 and result["native_img_s"] > 0
     from keras_gdfr.bench import format_table
 
     assert "Keras / native" in format_table(result)
+
+
+def test_against_native_names_a_wrong_keras_call():
+    from keras_gdfr.bench_native import against_native
+
+    with pytest.raises(ValueError, match="keras_call must be 'fit' or 'train_on_batch'. Received: keras_call='predict'"):
+        against_native(keras_call="predict")

@@ -259,6 +259,36 @@ def test_every_conv_run_as_a_torch_op_equals_keras_op(monkeypatch, data_format):
     assert padded == 10 and cropped == sum(isinstance(layer, D.DirectConv2DTranspose) for layer in model._flatten_layers()) == 4
 
 
+@pytest.mark.skipif(not TORCH, reason="the direct path is torch's")
+def test_a_sublayer_called_on_its_own_gets_what_keras_call_sets_up():
+    """The direct path skips `Layer.__call__` only where a parent module has already done its work:
+    called on its own under mixed_bfloat16 with float32 inputs, a conv casts (to bfloat16) exactly as
+    Keras's layer does; inside an autocast scope, on bfloat16 inputs, it runs directly. A transposed
+    conv with a kernel smaller than its stride (Keras pads its "valid" output) keeps Keras's op."""
+    import torch
+    from keras.src.backend.common.variables import AutocastScope
+
+    from keras_gdfr.layers import direct_call as D
+
+    policy = keras.mixed_precision.DTypePolicy("mixed_bfloat16")
+    mine = D.DirectConv2D(4, 3, padding="same", use_bias=False, dtype=policy)
+    theirs = keras.layers.Conv2D(4, 3, padding="same", use_bias=False, dtype=policy)
+    for layer in (mine, theirs):
+        layer.build((2, 8, 8, 3))
+    theirs.kernel.assign(mine.kernel.value.detach())
+    x = torch.tensor(np.random.default_rng(0).standard_normal((2, 8, 8, 3)).astype("float32"))
+    assert not D.calls_directly(mine, x)
+    y = mine(x)
+    assert y.dtype == torch.bfloat16 and torch.equal(y, theirs(x))
+    with AutocastScope("bfloat16"):
+        assert D.calls_directly(mine, x.to(torch.bfloat16))
+
+    for cls in (D.DirectConv2DTranspose, keras.layers.Conv2DTranspose):
+        up = cls(4, 1, strides=2, data_format="channels_first")
+        up.build((2, 3, 5, 5))
+        assert tuple(up(torch.zeros(2, 3, 5, 5)).shape) == (2, 4, 10, 10)  # not PyTorch's natural 9 x 9
+
+
 def test_config_round_trip():
     layer = B.BatchNorm(axis=1, momentum=0.9, epsilon=1e-5, name="bn")
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))

@@ -38,12 +38,29 @@ FUNCTIONAL = _SWITCH not in ("0", "call")
 
 
 def calls_directly(layer: keras.layers.Layer, inputs) -> bool:
-    """Whether `layer` may skip `Layer.__call__` for `inputs` (torch, built, a real tensor)."""
+    """Whether `layer` may skip `Layer.__call__` for `inputs`: torch, built, a real tensor, and
+    nothing left for `__call__` to set up (as inside a parent module's call)."""
     if not DIRECT or not layer.built or keras.backend.backend() != "torch":
         return False
     import torch
 
-    return isinstance(inputs, torch.Tensor) and inputs.device.type != "meta"
+    if not isinstance(inputs, torch.Tensor) or inputs.device.type == "meta":
+        return False
+    return _set_up_by_parent(layer, inputs)
+
+
+def _set_up_by_parent(layer: keras.layers.Layer, inputs) -> bool:
+    """`inputs` already in the layer's compute dtype and, under a mixed policy, its autocast scope
+    active: what `Layer.__call__` would do. Otherwise (the layer called on its own with float32
+    inputs under mixed_bfloat16, say) `__call__` casts, as Keras does."""
+    from keras.src.backend.common.variables import get_autocast_scope
+
+    policy = layer.dtype_policy
+    if policy.compute_dtype != policy.variable_dtype:
+        scope = get_autocast_scope()
+        if scope is None or scope.dtype != policy.compute_dtype:
+            return False
+    return keras.backend.standardize_dtype(inputs.dtype) == policy.compute_dtype
 
 
 class DirectCall:
@@ -146,7 +163,9 @@ class DirectConv2DTranspose(DirectCall, keras.layers.Conv2DTranspose):
     """`keras.layers.Conv2DTranspose`, run as `torch.nn.functional.conv_transpose2d` on torch inside our modules."""
 
     def _functional_applies(self) -> bool:
-        return super()._functional_applies() and self.padding == "valid" and self.output_padding is None
+        # Keras's "valid" output is (n - 1) * s + max(k, s): PyTorch's natural size only where k >= s.
+        return (super()._functional_applies() and self.padding == "valid" and self.output_padding is None
+                and all(k >= s for k, s in zip(self.kernel_size, self.strides)))
 
     def torch_call(self, inputs, padding):
         """The layer's output by PyTorch's transposed conv; `padding` crops that many pixels off every side."""

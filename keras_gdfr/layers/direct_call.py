@@ -69,23 +69,24 @@ class DirectCall:
 
     def __call__(self, inputs, *args, **kwargs):
         if not args and not kwargs and calls_directly(self, inputs):
-            if self.runs_torch_op(inputs):
-                return self.torch_call(inputs, self._same_padding())
+            padding = self._same_padding()
+            if FUNCTIONAL and padding is not None and self._functional_applies():
+                return self.torch_call(inputs, padding)
             return self.call(inputs)
         return super().__call__(inputs, *args, **kwargs)
 
     def runs_torch_op(self, inputs) -> bool:
         """Whether `torch_call` stands for Keras's call on `inputs` (the direct path, supported options)."""
-        return FUNCTIONAL and calls_directly(self, inputs) and self._functional_applies()
+        return (FUNCTIONAL and calls_directly(self, inputs) and self._same_padding() is not None
+                and self._functional_applies())
 
     def _functional_applies(self) -> bool:
         """Options Keras's torch op handles as PyTorch's would: linear activation, no LoRA or
-        quantization, and padding PyTorch can express symmetrically."""
+        quantization (the padding is `_same_padding`'s to check)."""
         return (
             self.activation is keras.activations.linear
             and not getattr(self, "lora_enabled", False)
             and getattr(self, "quantization_mode", None) is None
-            and self._same_padding() is not None
         )
 
     def _same_padding(self):

@@ -84,8 +84,8 @@ class BatchNorm(keras.layers.BatchNormalization):
             y = F.batch_norm(x, batch_mean, batch_var, gamma, beta, training=True, momentum=1.0, eps=self.epsilon)
             with torch.no_grad():
                 biased_var = batch_var * ((count - 1) / count)
-                _update_moving(self.moving_mean, batch_mean, self.momentum)
-                _update_moving(self.moving_variance, biased_var, self.momentum)
+                update_moving_statistic(self.moving_mean, batch_mean, self.momentum)
+                update_moving_statistic(self.moving_variance, biased_var, self.momentum)
         else:
             y = F.batch_norm(
                 x, self.moving_mean.value, self.moving_variance.value, gamma, beta,
@@ -105,8 +105,9 @@ class BatchNorm(keras.layers.BatchNormalization):
         return isinstance(inputs, torch.Tensor) and inputs.dtype.is_floating_point and inputs.device.type != "meta"
 
 
-def _update_moving(variable, batch_value, momentum: float) -> None:
-    """Keras's rule `moving = momentum * moving + (1 - momentum) * batch`, in Keras's ops and rounding.
+def update_moving_statistic(variable, batch_value, momentum: float) -> None:
+    """Keras's rule `moving = momentum * moving + (1 - momentum) * batch`, in Keras's ops and rounding
+    (BatchNorm's fused path and the synchronized one of `keras_gdfr.training.distributed`).
 
     Eager, the result is copied into the variable's tensor as `Variable.assign` would, without its
     conversions and checks (~10 us a call here); under a stateless scope (the compiled step's

@@ -374,6 +374,8 @@ def _synced_batch_norm(layer, inputs):
     import torch
     from keras import ops
 
+    from keras_gdfr.layers.batch_norm import update_moving_statistic
+
     if not isinstance(inputs, torch.Tensor) or inputs.device.type == "meta":
         # Keras's shape tracing (meta tensors): every rank must call the same collectives, so none here.
         return keras.layers.BatchNormalization.call(layer, inputs, training=True)
@@ -383,9 +385,8 @@ def _synced_batch_norm(layer, inputs):
     beta = layer.beta.value if layer.center else torch.zeros(x.shape[axis], dtype=x.dtype, device=x.device)
     y, mean, var = _sync_moments_function().apply(x, gamma, beta, axis, layer.epsilon)
     with torch.no_grad():
-        m = layer.momentum
-        layer.moving_mean.assign(layer.moving_mean.value * m + mean * (1.0 - m))
-        layer.moving_variance.assign(layer.moving_variance.value * m + var * (1.0 - m))
+        update_moving_statistic(layer.moving_mean, mean, layer.momentum)
+        update_moving_statistic(layer.moving_variance, var, layer.momentum)
     return ops.cast(y, layer.compute_dtype)
 
 
